@@ -1,0 +1,191 @@
+//! In-memory batches waiting to be flushed, per table, and the memory budget
+//! that bounds them together with in-flight requests.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+
+use crate::schema::Table;
+use crate::self_metrics::SelfMetrics;
+
+/// Bytes of unflushed and in-flight data, against a fixed limit.
+pub struct MemoryBudget {
+    used: AtomicI64,
+    limit: i64,
+    metrics: SelfMetrics,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64, metrics: SelfMetrics) -> Self {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        metrics.memory_limit_bytes.set(limit);
+        Self { used: AtomicI64::new(0), limit, metrics }
+    }
+
+    /// Reserves `n` bytes unless that would exceed the limit.
+    pub fn try_reserve(&self, n: usize) -> bool {
+        let n = n as i64;
+        let mut cur = self.used.load(Ordering::Relaxed);
+        loop {
+            if cur + n > self.limit && cur > 0 {
+                return false;
+            }
+            match self.used.compare_exchange_weak(cur, cur + n, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => {
+                    self.metrics.memory_bytes.set(cur + n);
+                    return true;
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Adds bytes unconditionally (data already accepted must be kept).
+    pub fn add(&self, n: usize) {
+        let v = self.used.fetch_add(n as i64, Ordering::AcqRel) + n as i64;
+        self.metrics.memory_bytes.set(v);
+    }
+
+    /// Releases bytes.
+    pub fn release(&self, n: usize) {
+        let v = self.used.fetch_sub(n as i64, Ordering::AcqRel) - n as i64;
+        self.metrics.memory_bytes.set(v);
+    }
+
+    /// Bytes in use.
+    pub fn used(&self) -> i64 {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// Batches of one table taken out for a flush.
+pub struct Taken {
+    /// The table.
+    pub table: Table,
+    /// The batches.
+    pub batches: Vec<RecordBatch>,
+    /// One entry per batch: the WAL record it came from.
+    pub lsns: Vec<u64>,
+    /// Arrow bytes held.
+    pub bytes: usize,
+    /// Rows held.
+    pub rows: usize,
+}
+
+impl Taken {
+    /// The distinct LSNs.
+    pub fn lsn_set(&self) -> BTreeSet<u64> {
+        self.lsns.iter().copied().collect()
+    }
+}
+
+#[derive(Default)]
+struct TableBuffer {
+    batches: Vec<RecordBatch>,
+    lsns: Vec<u64>,
+    bytes: usize,
+    rows: usize,
+    oldest: Option<Instant>,
+    /// Batches being written right now; still visible to snapshots.
+    flushing: Vec<RecordBatch>,
+}
+
+/// When a table's buffer is due for a flush.
+#[derive(Debug, Clone, Copy)]
+pub struct FlushPolicy {
+    /// Row threshold.
+    pub rows: usize,
+    /// Byte threshold.
+    pub bytes: usize,
+    /// Age threshold of the oldest row.
+    pub age: Duration,
+}
+
+/// The per-table buffers.
+#[derive(Default)]
+pub struct Buffer {
+    tables: Mutex<HashMap<Table, TableBuffer>>,
+}
+
+impl Buffer {
+    /// Adds a converted batch (from WAL record `lsn`).
+    pub fn push(&self, table: Table, batch: RecordBatch, lsn: u64) -> usize {
+        let bytes = batch.get_array_memory_size();
+        let mut tables = self.tables.lock().expect("buffer lock");
+        let t = tables.entry(table).or_default();
+        t.rows += batch.num_rows();
+        t.bytes += bytes;
+        t.batches.push(batch);
+        t.lsns.push(lsn);
+        t.oldest.get_or_insert_with(Instant::now);
+        bytes
+    }
+
+    /// Takes the tables that are due (or all non-empty tables when `all`).
+    /// Taken batches stay visible to [`Buffer::snapshot`] until
+    /// [`Buffer::finish_flush`] or [`Buffer::restore`].
+    pub fn take_due(&self, policy: &FlushPolicy, all: bool) -> Vec<Taken> {
+        let mut tables = self.tables.lock().expect("buffer lock");
+        let mut out = Vec::new();
+        for (table, t) in tables.iter_mut() {
+            let due = t.rows >= policy.rows
+                || t.bytes >= policy.bytes
+                || t.oldest.is_some_and(|o| o.elapsed() >= policy.age);
+            if t.batches.is_empty() || !(due || all) || !t.flushing.is_empty() {
+                continue;
+            }
+            t.flushing = t.batches.clone();
+            out.push(Taken {
+                table: *table,
+                batches: std::mem::take(&mut t.batches),
+                lsns: std::mem::take(&mut t.lsns),
+                bytes: std::mem::take(&mut t.bytes),
+                rows: std::mem::take(&mut t.rows),
+            });
+            t.oldest = None;
+        }
+        out
+    }
+
+    /// Marks a flush done: its batches are in Parquet now.
+    pub fn finish_flush(&self, table: Table) {
+        if let Some(t) = self.tables.lock().expect("buffer lock").get_mut(&table) {
+            t.flushing.clear();
+        }
+    }
+
+    /// Puts a failed flush's batches back in front, to be retried.
+    pub fn restore(&self, taken: Taken) {
+        let mut tables = self.tables.lock().expect("buffer lock");
+        let t = tables.entry(taken.table).or_default();
+        t.flushing.clear();
+        let mut batches = taken.batches;
+        batches.append(&mut t.batches);
+        t.batches = batches;
+        let mut lsns = taken.lsns;
+        lsns.append(&mut t.lsns);
+        t.lsns = lsns;
+        t.bytes += taken.bytes;
+        t.rows += taken.rows;
+        t.oldest = Some(Instant::now() - Duration::from_secs(3600));
+    }
+
+    /// The batches of a table not yet in Parquet (buffered or being flushed).
+    pub fn snapshot(&self, table: Table) -> Vec<RecordBatch> {
+        let tables = self.tables.lock().expect("buffer lock");
+        tables
+            .get(&table)
+            .map(|t| t.flushing.iter().chain(&t.batches).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Rows buffered per table (not counting those being flushed).
+    pub fn rows(&self) -> Vec<(Table, usize)> {
+        let tables = self.tables.lock().expect("buffer lock");
+        tables.iter().map(|(t, b)| (*t, b.rows)).collect()
+    }
+}

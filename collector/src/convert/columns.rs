@@ -1,0 +1,429 @@
+//! Arrow column builders shared by every table: OTLP `AnyValue`s, attribute
+//! maps, ids, and the resource/scope context every row carries.
+//!
+//! Each builder's `finish` returns `(Field, ArrayRef)` pairs, and a table's
+//! schema is the field list of an empty batch, so schema and data cannot drift.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, ListArray, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder,
+    Int64Builder, MapArray, StringBuilder, StructArray, TimestampNanosecondBuilder,
+    UInt32Builder,
+};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::datatypes::{DataType, Field, FieldRef, Fields, TimeUnit};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use crate::schema::{PROMOTED_RESOURCE_KEYS, PromotedKind};
+
+/// A finished column: its field and its values.
+pub type Column = (FieldRef, ArrayRef);
+
+/// The Arrow type of timestamps in every table: nanoseconds, UTC.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+/// Fields of the struct that stores one OTLP `AnyValue` with its type kept:
+/// exactly one child is non-null; arrays and key-value lists are stored as
+/// their OTLP JSON encoding in `json`.
+pub fn any_value_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("string", DataType::Utf8, true),
+        Field::new("int", DataType::Int64, true),
+        Field::new("double", DataType::Float64, true),
+        Field::new("bool", DataType::Boolean, true),
+        Field::new("bytes", DataType::Binary, true),
+        Field::new("json", DataType::Utf8, true),
+    ])
+}
+
+fn map_entries_field() -> FieldRef {
+    Arc::new(Field::new(
+        "entries",
+        DataType::Struct(Fields::from(vec![
+            Field::new("key", DataType::Utf8, false),
+            Field::new("value", DataType::Struct(any_value_fields()), true),
+        ])),
+        false,
+    ))
+}
+
+/// The Arrow type of an attribute map column.
+pub fn attributes_type() -> DataType {
+    DataType::Map(map_entries_field(), false)
+}
+
+/// Builds a struct column of typed OTLP `AnyValue`s.
+#[derive(Default)]
+pub struct AnyValueBuilder {
+    string: StringBuilder,
+    int: Int64Builder,
+    double: Float64Builder,
+    boolean: BooleanBuilder,
+    bytes: BinaryBuilder,
+    json: StringBuilder,
+    valid: Vec<bool>,
+}
+
+impl AnyValueBuilder {
+    /// Appends one value; `None` (or a value with no content) becomes a null struct.
+    pub fn append(&mut self, value: Option<&AnyValue>) {
+        let inner = value.and_then(|v| v.value.as_ref());
+        self.string.append_option(match inner {
+            Some(any_value::Value::StringValue(s)) => Some(s.as_str()),
+            _ => None,
+        });
+        self.int.append_option(match inner {
+            Some(any_value::Value::IntValue(i)) => Some(*i),
+            _ => None,
+        });
+        self.double.append_option(match inner {
+            Some(any_value::Value::DoubleValue(d)) => Some(*d),
+            _ => None,
+        });
+        self.boolean.append_option(match inner {
+            Some(any_value::Value::BoolValue(b)) => Some(*b),
+            _ => None,
+        });
+        self.bytes.append_option(match inner {
+            Some(any_value::Value::BytesValue(b)) => Some(b.as_slice()),
+            _ => None,
+        });
+        let json = match inner {
+            Some(any_value::Value::ArrayValue(_)) | Some(any_value::Value::KvlistValue(_)) => {
+                // Serialising a decoded message cannot fail; fall back to null defensively.
+                value.and_then(|v| serde_json::to_string(v).ok())
+            }
+            _ => None,
+        };
+        self.json.append_option(json);
+        self.valid.push(inner.is_some());
+    }
+
+    /// Finishes the struct array.
+    pub fn finish(&mut self) -> StructArray {
+        let valid = std::mem::take(&mut self.valid);
+        let nulls = (!valid.iter().all(|v| *v)).then(|| NullBuffer::from(valid));
+        StructArray::new(
+            any_value_fields(),
+            vec![
+                Arc::new(self.string.finish()),
+                Arc::new(self.int.finish()),
+                Arc::new(self.double.finish()),
+                Arc::new(self.boolean.finish()),
+                Arc::new(self.bytes.finish()),
+                Arc::new(self.json.finish()),
+            ],
+            nulls,
+        )
+    }
+}
+
+/// Builds a `map<string, any_value>` column of OTLP attributes.
+pub struct AttributesBuilder {
+    offsets: Vec<i32>,
+    keys: StringBuilder,
+    values: AnyValueBuilder,
+}
+
+impl Default for AttributesBuilder {
+    fn default() -> Self {
+        Self {
+            offsets: vec![0],
+            keys: StringBuilder::new(),
+            values: AnyValueBuilder::default(),
+        }
+    }
+}
+
+impl AttributesBuilder {
+    /// Appends one row holding every attribute for which `keep` is true.
+    pub fn append_filtered(&mut self, attrs: &[KeyValue], keep: impl Fn(&KeyValue) -> bool) {
+        let mut n = 0;
+        for kv in attrs.iter().filter(|kv| keep(kv)) {
+            self.keys.append_value(&kv.key);
+            self.values.append(kv.value.as_ref());
+            n += 1;
+        }
+        let last = *self.offsets.last().unwrap_or(&0);
+        self.offsets.push(last + n);
+    }
+
+    /// Appends one row holding all attributes.
+    pub fn append(&mut self, attrs: &[KeyValue]) {
+        self.append_filtered(attrs, |_| true);
+    }
+
+    /// Finishes the map array.
+    pub fn finish(&mut self) -> MapArray {
+        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
+        let DataType::Struct(entry_fields) = map_entries_field().data_type().clone() else {
+            unreachable!("map entries are a struct")
+        };
+        let entries = StructArray::new(
+            entry_fields,
+            vec![Arc::new(self.keys.finish()), Arc::new(self.values.finish())],
+            None,
+        );
+        MapArray::new(
+            map_entries_field(),
+            OffsetBuffer::new(offsets.into()),
+            entries,
+            None,
+            false,
+        )
+    }
+}
+
+/// Builds a nullable fixed-size id column (trace ids: 16 bytes, span ids: 8).
+pub struct IdBuilder {
+    inner: FixedSizeBinaryBuilder,
+}
+
+impl IdBuilder {
+    /// A builder for ids of `width` bytes.
+    pub fn new(width: i32) -> Self {
+        Self {
+            inner: FixedSizeBinaryBuilder::new(width),
+        }
+    }
+
+    /// Appends an id; an empty or all-zero id is stored as null (OTLP's "absent").
+    /// Ids of the wrong width are rejected by validation before conversion, so
+    /// they are also stored as null here rather than failing the batch.
+    pub fn append(&mut self, id: &[u8]) {
+        if id.is_empty() || id.iter().all(|b| *b == 0) || self.inner.append_value(id).is_err() {
+            self.inner.append_null();
+        }
+    }
+
+    /// Finishes the array.
+    pub fn finish(&mut self) -> ArrayRef {
+        Arc::new(self.inner.finish())
+    }
+}
+
+/// Appends a timestamp; OTLP's 0 means "unknown" and becomes null.
+pub fn append_time(builder: &mut TimestampNanosecondBuilder, unix_nano: u64) {
+    if unix_nano == 0 {
+        builder.append_null();
+    } else {
+        builder.append_value(nanos_i64(unix_nano));
+    }
+}
+
+/// OTLP times are u64 nanoseconds; Arrow's are i64. Times past 2262 saturate.
+pub fn nanos_i64(unix_nano: u64) -> i64 {
+    i64::try_from(unix_nano).unwrap_or(i64::MAX)
+}
+
+/// A timestamp builder already carrying the UTC timezone.
+pub fn timestamp_builder() -> TimestampNanosecondBuilder {
+    TimestampNanosecondBuilder::new().with_timezone("UTC")
+}
+
+/// Makes a field for a column.
+pub fn field(name: &str, data_type: DataType, nullable: bool) -> FieldRef {
+    Arc::new(Field::new(name, data_type, nullable))
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// The string value of an attribute, if it is a string.
+pub fn string_value(kv: &KeyValue) -> Option<&str> {
+    match kv.value.as_ref()?.value.as_ref()? {
+        any_value::Value::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The integer value of an attribute, if it is an integer.
+pub fn int_value(kv: &KeyValue) -> Option<i64> {
+    match kv.value.as_ref()?.value.as_ref()? {
+        any_value::Value::IntValue(i) => Some(*i),
+        _ => None,
+    }
+}
+
+/// Whether `kv` is stored in a promoted column: its key is promoted and its
+/// value has the column's type. A promoted key with another type stays in the
+/// map so nothing is lost.
+pub fn is_promoted(kv: &KeyValue, promoted: &[(&str, PromotedKind)]) -> bool {
+    promoted.iter().any(|(key, kind)| {
+        *key == kv.key
+            && match kind {
+                PromotedKind::String => string_value(kv).is_some(),
+                PromotedKind::Int => int_value(kv).is_some(),
+            }
+    })
+}
+
+/// Builds promoted attribute columns (one typed column per promoted key).
+pub struct PromotedBuilder {
+    keys: &'static [(&'static str, PromotedKind)],
+    strings: Vec<StringBuilder>,
+    ints: Vec<Int64Builder>,
+}
+
+impl PromotedBuilder {
+    /// A builder for the given promoted keys.
+    pub fn new(keys: &'static [(&'static str, PromotedKind)]) -> Self {
+        Self {
+            keys,
+            strings: keys.iter().map(|_| StringBuilder::new()).collect(),
+            ints: keys.iter().map(|_| Int64Builder::new()).collect(),
+        }
+    }
+
+    /// Appends one row taken from `attrs` (the first matching key wins).
+    pub fn append(&mut self, attrs: &[KeyValue]) {
+        for (i, (key, kind)) in self.keys.iter().enumerate() {
+            let kv = attrs.iter().find(|kv| kv.key == *key);
+            match kind {
+                PromotedKind::String => self.strings[i].append_option(kv.and_then(string_value)),
+                PromotedKind::Int => self.ints[i].append_option(kv.and_then(int_value)),
+            }
+        }
+    }
+
+    /// Finishes one column per key, named with dots replaced by underscores.
+    pub fn finish(&mut self, out: &mut Vec<Column>) {
+        for (i, (key, kind)) in self.keys.iter().enumerate() {
+            let name = key.replace('.', "_");
+            let (dt, arr): (DataType, ArrayRef) = match kind {
+                PromotedKind::String => (DataType::Utf8, Arc::new(self.strings[i].finish())),
+                PromotedKind::Int => (DataType::Int64, Arc::new(self.ints[i].finish())),
+            };
+            out.push((field(&name, dt, true), arr));
+        }
+    }
+}
+
+/// Builds the resource and instrumentation-scope columns every row carries.
+pub struct ContextBuilder {
+    promoted: PromotedBuilder,
+    resource_attributes: AttributesBuilder,
+    resource_dropped: UInt32Builder,
+    resource_schema_url: StringBuilder,
+    scope_name: StringBuilder,
+    scope_version: StringBuilder,
+    scope_attributes: AttributesBuilder,
+    scope_dropped: UInt32Builder,
+    scope_schema_url: StringBuilder,
+}
+
+impl Default for ContextBuilder {
+    fn default() -> Self {
+        Self {
+            promoted: PromotedBuilder::new(PROMOTED_RESOURCE_KEYS),
+            resource_attributes: AttributesBuilder::default(),
+            resource_dropped: UInt32Builder::new(),
+            resource_schema_url: StringBuilder::new(),
+            scope_name: StringBuilder::new(),
+            scope_version: StringBuilder::new(),
+            scope_attributes: AttributesBuilder::default(),
+            scope_dropped: UInt32Builder::new(),
+            scope_schema_url: StringBuilder::new(),
+        }
+    }
+}
+
+/// The resource and scope that a group of rows shares.
+pub struct Context<'a> {
+    /// The OTLP resource, if the request had one.
+    pub resource: Option<&'a Resource>,
+    /// The resource's schema URL.
+    pub resource_schema_url: &'a str,
+    /// The instrumentation scope, if any.
+    pub scope: Option<&'a InstrumentationScope>,
+    /// The scope's schema URL.
+    pub scope_schema_url: &'a str,
+}
+
+impl ContextBuilder {
+    /// Appends the context of one row.
+    pub fn append(&mut self, ctx: &Context<'_>) {
+        let attrs = ctx.resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+        self.promoted.append(attrs);
+        self.resource_attributes
+            .append_filtered(attrs, |kv| !is_promoted(kv, PROMOTED_RESOURCE_KEYS));
+        self.resource_dropped
+            .append_value(ctx.resource.map_or(0, |r| r.dropped_attributes_count));
+        self.resource_schema_url
+            .append_option(non_empty(ctx.resource_schema_url));
+        let scope = ctx.scope;
+        self.scope_name
+            .append_option(scope.and_then(|s| non_empty(&s.name)));
+        self.scope_version
+            .append_option(scope.and_then(|s| non_empty(&s.version)));
+        self.scope_attributes
+            .append(scope.map(|s| s.attributes.as_slice()).unwrap_or(&[]));
+        self.scope_dropped
+            .append_value(scope.map_or(0, |s| s.dropped_attributes_count));
+        self.scope_schema_url
+            .append_option(non_empty(ctx.scope_schema_url));
+    }
+
+    /// Finishes the promoted resource columns (they lead the table, since
+    /// rows are sorted by them).
+    pub fn finish_promoted(&mut self, out: &mut Vec<Column>) {
+        self.promoted.finish(out);
+    }
+
+    /// Finishes the remaining resource and scope columns.
+    pub fn finish_rest(&mut self, out: &mut Vec<Column>) {
+        out.push((
+            field("resource_attributes", attributes_type(), false),
+            Arc::new(self.resource_attributes.finish()),
+        ));
+        out.push((
+            field("resource_dropped_attributes_count", DataType::UInt32, false),
+            Arc::new(self.resource_dropped.finish()),
+        ));
+        out.push((
+            field("resource_schema_url", DataType::Utf8, true),
+            Arc::new(self.resource_schema_url.finish()),
+        ));
+        out.push((
+            field("scope_name", DataType::Utf8, true),
+            Arc::new(self.scope_name.finish()),
+        ));
+        out.push((
+            field("scope_version", DataType::Utf8, true),
+            Arc::new(self.scope_version.finish()),
+        ));
+        out.push((
+            field("scope_attributes", attributes_type(), false),
+            Arc::new(self.scope_attributes.finish()),
+        ));
+        out.push((
+            field("scope_dropped_attributes_count", DataType::UInt32, false),
+            Arc::new(self.scope_dropped.finish()),
+        ));
+        out.push((
+            field("scope_schema_url", DataType::Utf8, true),
+            Arc::new(self.scope_schema_url.finish()),
+        ));
+    }
+}
+
+/// Appends a string, storing the empty string as null (OTLP's "unset").
+pub fn append_opt_str(builder: &mut StringBuilder, s: &str) {
+    builder.append_option(non_empty(s));
+}
+
+/// Wraps struct children into a non-null `list<struct>` column.
+pub fn list_of_structs(name: &str, fields: Vec<Column>, offsets: Vec<i32>) -> Column {
+    let (fs, arrays): (Vec<_>, Vec<ArrayRef>) = fields.into_iter().unzip();
+    let fields = Fields::from(fs);
+    let item = Arc::new(Field::new("item", DataType::Struct(fields.clone()), false));
+    let values = StructArray::new(fields, arrays, None);
+    let list = ListArray::new(item.clone(), OffsetBuffer::new(offsets.into()), Arc::new(values), None);
+    (field(name, DataType::List(item), false), Arc::new(list))
+}
+

@@ -1,0 +1,551 @@
+//! OTLP metrics → one table per data-point type (`metrics_gauge`,
+//! `metrics_sum`, `metrics_histogram`, `metrics_exponential_histogram`,
+//! `metrics_summary`).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
+    RecordBatch, StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::metrics::v1::{
+    Exemplar, ExponentialHistogramDataPoint, HistogramDataPoint, Metric, NumberDataPoint,
+    SummaryDataPoint, exemplar, exponential_histogram_data_point::Buckets, metric::Data,
+    number_data_point,
+};
+
+use super::columns::{
+    AttributesBuilder, Column, Context, ContextBuilder, IdBuilder, append_opt_str, append_time,
+    attributes_type, field, list_of_structs, timestamp_builder, timestamp_type,
+};
+use crate::schema::Table;
+
+/// The columns every metric data point has, whatever its type.
+struct PointBuilder {
+    time: TimestampNanosecondBuilder,
+    start_time: TimestampNanosecondBuilder,
+    metric_name: StringBuilder,
+    metric_description: StringBuilder,
+    metric_unit: StringBuilder,
+    metric_metadata: AttributesBuilder,
+    context: ContextBuilder,
+    attributes: AttributesBuilder,
+    flags: UInt32Builder,
+    exemplars: ExemplarsBuilder,
+    rows: usize,
+}
+
+impl Default for PointBuilder {
+    fn default() -> Self {
+        Self {
+            time: timestamp_builder(),
+            start_time: timestamp_builder(),
+            metric_name: StringBuilder::new(),
+            metric_description: StringBuilder::new(),
+            metric_unit: StringBuilder::new(),
+            metric_metadata: AttributesBuilder::default(),
+            context: ContextBuilder::default(),
+            attributes: AttributesBuilder::default(),
+            flags: UInt32Builder::new(),
+            exemplars: ExemplarsBuilder::default(),
+            rows: 0,
+        }
+    }
+}
+
+/// The common fields of one data point.
+struct Point<'a> {
+    attributes: &'a [KeyValue],
+    start_time_unix_nano: u64,
+    time_unix_nano: u64,
+    flags: u32,
+    exemplars: &'a [Exemplar],
+}
+
+impl PointBuilder {
+    fn append(&mut self, ctx: &Context<'_>, metric: &Metric, p: Point<'_>) {
+        append_time(&mut self.time, p.time_unix_nano);
+        append_time(&mut self.start_time, p.start_time_unix_nano);
+        self.metric_name.append_value(&metric.name);
+        append_opt_str(&mut self.metric_description, &metric.description);
+        append_opt_str(&mut self.metric_unit, &metric.unit);
+        self.metric_metadata.append(&metric.metadata);
+        self.context.append(ctx);
+        self.attributes.append(p.attributes);
+        self.flags.append_value(p.flags);
+        self.exemplars.append(p.exemplars);
+        self.rows += 1;
+    }
+
+    fn finish_head(&mut self, cols: &mut Vec<Column>) {
+        cols.push((field("time", timestamp_type(), true), Arc::new(self.time.finish())));
+        cols.push((field("start_time", timestamp_type(), true), Arc::new(self.start_time.finish())));
+        cols.push((field("metric_name", DataType::Utf8, false), Arc::new(self.metric_name.finish())));
+        self.context.finish_promoted(cols);
+        cols.push((field("attributes", attributes_type(), false), Arc::new(self.attributes.finish())));
+    }
+
+    fn finish_tail(&mut self, cols: &mut Vec<Column>) {
+        cols.push((field("flags", DataType::UInt32, false), Arc::new(self.flags.finish())));
+        cols.push(self.exemplars.finish());
+        cols.push((
+            field("metric_description", DataType::Utf8, true),
+            Arc::new(self.metric_description.finish()),
+        ));
+        cols.push((field("metric_unit", DataType::Utf8, true), Arc::new(self.metric_unit.finish())));
+        cols.push((
+            field("metric_metadata", attributes_type(), false),
+            Arc::new(self.metric_metadata.finish()),
+        ));
+        self.context.finish_rest(cols);
+        self.rows = 0;
+    }
+}
+
+struct ExemplarsBuilder {
+    offsets: Vec<i32>,
+    time: TimestampNanosecondBuilder,
+    double: Float64Builder,
+    int: Int64Builder,
+    trace_id: IdBuilder,
+    span_id: IdBuilder,
+    attributes: AttributesBuilder,
+}
+
+impl Default for ExemplarsBuilder {
+    fn default() -> Self {
+        Self {
+            offsets: vec![0],
+            time: timestamp_builder(),
+            double: Float64Builder::new(),
+            int: Int64Builder::new(),
+            trace_id: IdBuilder::new(16),
+            span_id: IdBuilder::new(8),
+            attributes: AttributesBuilder::default(),
+        }
+    }
+}
+
+impl ExemplarsBuilder {
+    fn append(&mut self, exemplars: &[Exemplar]) {
+        for e in exemplars {
+            append_time(&mut self.time, e.time_unix_nano);
+            self.double.append_option(match e.value {
+                Some(exemplar::Value::AsDouble(d)) => Some(d),
+                _ => None,
+            });
+            self.int.append_option(match e.value {
+                Some(exemplar::Value::AsInt(i)) => Some(i),
+                _ => None,
+            });
+            self.trace_id.append(&e.trace_id);
+            self.span_id.append(&e.span_id);
+            self.attributes.append(&e.filtered_attributes);
+        }
+        let last = *self.offsets.last().unwrap_or(&0);
+        self.offsets.push(last + exemplars.len() as i32);
+    }
+
+    fn finish(&mut self) -> Column {
+        let children = vec![
+            (field("time", timestamp_type(), true), Arc::new(self.time.finish()) as ArrayRef),
+            (field("value_double", DataType::Float64, true), Arc::new(self.double.finish())),
+            (field("value_int", DataType::Int64, true), Arc::new(self.int.finish())),
+            (field("trace_id", DataType::FixedSizeBinary(16), true), self.trace_id.finish()),
+            (field("span_id", DataType::FixedSizeBinary(8), true), self.span_id.finish()),
+            (
+                field("filtered_attributes", attributes_type(), false),
+                Arc::new(self.attributes.finish()),
+            ),
+        ];
+        list_of_structs("exemplars", children, std::mem::replace(&mut self.offsets, vec![0]))
+    }
+}
+
+/// `list<u64>` / `list<f64>` columns (histogram buckets and bounds).
+fn u64_list() -> ListBuilder<UInt64Builder> {
+    ListBuilder::new(UInt64Builder::new())
+        .with_field(Arc::new(Field::new("item", DataType::UInt64, false)))
+}
+
+fn f64_list() -> ListBuilder<Float64Builder> {
+    ListBuilder::new(Float64Builder::new())
+        .with_field(Arc::new(Field::new("item", DataType::Float64, false)))
+}
+
+fn list_field(name: &str, item: DataType) -> Arc<Field> {
+    field(name, DataType::List(Arc::new(Field::new("item", item, false))), false)
+}
+
+/// Gauge and sum points: the value keeps its OTLP type (int or double).
+struct NumberBuilder {
+    points: PointBuilder,
+    value_double: Float64Builder,
+    value_int: Int64Builder,
+    temporality: Int32Builder,
+    is_monotonic: BooleanBuilder,
+    is_sum: bool,
+}
+
+impl NumberBuilder {
+    fn new(is_sum: bool) -> Self {
+        Self {
+            points: PointBuilder::default(),
+            value_double: Float64Builder::new(),
+            value_int: Int64Builder::new(),
+            temporality: Int32Builder::new(),
+            is_monotonic: BooleanBuilder::new(),
+            is_sum,
+        }
+    }
+
+    fn append(&mut self, ctx: &Context<'_>, m: &Metric, dp: &NumberDataPoint, sum: Option<(i32, bool)>) {
+        self.points.append(ctx, m, Point {
+            attributes: &dp.attributes,
+            start_time_unix_nano: dp.start_time_unix_nano,
+            time_unix_nano: dp.time_unix_nano,
+            flags: dp.flags,
+            exemplars: &dp.exemplars,
+        });
+        self.value_double.append_option(match dp.value {
+            Some(number_data_point::Value::AsDouble(d)) => Some(d),
+            _ => None,
+        });
+        self.value_int.append_option(match dp.value {
+            Some(number_data_point::Value::AsInt(i)) => Some(i),
+            _ => None,
+        });
+        if let Some((temporality, monotonic)) = sum {
+            self.temporality.append_value(temporality);
+            self.is_monotonic.append_value(monotonic);
+        }
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        let mut cols = Vec::new();
+        self.points.finish_head(&mut cols);
+        cols.push((field("value_double", DataType::Float64, true), Arc::new(self.value_double.finish())));
+        cols.push((field("value_int", DataType::Int64, true), Arc::new(self.value_int.finish())));
+        if self.is_sum {
+            cols.push((
+                field("aggregation_temporality", DataType::Int32, false),
+                Arc::new(self.temporality.finish()),
+            ));
+            cols.push((field("is_monotonic", DataType::Boolean, false), Arc::new(self.is_monotonic.finish())));
+        }
+        self.points.finish_tail(&mut cols);
+        super::batch_from_columns(cols)
+    }
+}
+
+struct HistogramBuilder {
+    points: PointBuilder,
+    count: UInt64Builder,
+    sum: Float64Builder,
+    min: Float64Builder,
+    max: Float64Builder,
+    bucket_counts: ListBuilder<UInt64Builder>,
+    explicit_bounds: ListBuilder<Float64Builder>,
+    temporality: Int32Builder,
+}
+
+impl Default for HistogramBuilder {
+    fn default() -> Self {
+        Self {
+            points: PointBuilder::default(),
+            count: UInt64Builder::new(),
+            sum: Float64Builder::new(),
+            min: Float64Builder::new(),
+            max: Float64Builder::new(),
+            bucket_counts: u64_list(),
+            explicit_bounds: f64_list(),
+            temporality: Int32Builder::new(),
+        }
+    }
+}
+
+impl HistogramBuilder {
+    fn append(&mut self, ctx: &Context<'_>, m: &Metric, dp: &HistogramDataPoint, temporality: i32) {
+        self.points.append(ctx, m, Point {
+            attributes: &dp.attributes,
+            start_time_unix_nano: dp.start_time_unix_nano,
+            time_unix_nano: dp.time_unix_nano,
+            flags: dp.flags,
+            exemplars: &dp.exemplars,
+        });
+        self.count.append_value(dp.count);
+        self.sum.append_option(dp.sum);
+        self.min.append_option(dp.min);
+        self.max.append_option(dp.max);
+        self.bucket_counts.values().append_slice(&dp.bucket_counts);
+        self.bucket_counts.append(true);
+        self.explicit_bounds.values().append_slice(&dp.explicit_bounds);
+        self.explicit_bounds.append(true);
+        self.temporality.append_value(temporality);
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        let mut cols = Vec::new();
+        self.points.finish_head(&mut cols);
+        cols.push((field("count", DataType::UInt64, false), Arc::new(self.count.finish())));
+        cols.push((field("sum", DataType::Float64, true), Arc::new(self.sum.finish())));
+        cols.push((field("min", DataType::Float64, true), Arc::new(self.min.finish())));
+        cols.push((field("max", DataType::Float64, true), Arc::new(self.max.finish())));
+        cols.push((list_field("bucket_counts", DataType::UInt64), Arc::new(self.bucket_counts.finish())));
+        cols.push((list_field("explicit_bounds", DataType::Float64), Arc::new(self.explicit_bounds.finish())));
+        cols.push((
+            field("aggregation_temporality", DataType::Int32, false),
+            Arc::new(self.temporality.finish()),
+        ));
+        self.points.finish_tail(&mut cols);
+        super::batch_from_columns(cols)
+    }
+}
+
+struct ExpHistogramBuilder {
+    points: PointBuilder,
+    count: UInt64Builder,
+    sum: Float64Builder,
+    min: Float64Builder,
+    max: Float64Builder,
+    scale: Int32Builder,
+    zero_count: UInt64Builder,
+    zero_threshold: Float64Builder,
+    positive_offset: Int32Builder,
+    positive_counts: ListBuilder<UInt64Builder>,
+    negative_offset: Int32Builder,
+    negative_counts: ListBuilder<UInt64Builder>,
+    temporality: Int32Builder,
+}
+
+impl Default for ExpHistogramBuilder {
+    fn default() -> Self {
+        Self {
+            points: PointBuilder::default(),
+            count: UInt64Builder::new(),
+            sum: Float64Builder::new(),
+            min: Float64Builder::new(),
+            max: Float64Builder::new(),
+            scale: Int32Builder::new(),
+            zero_count: UInt64Builder::new(),
+            zero_threshold: Float64Builder::new(),
+            positive_offset: Int32Builder::new(),
+            positive_counts: u64_list(),
+            negative_offset: Int32Builder::new(),
+            negative_counts: u64_list(),
+            temporality: Int32Builder::new(),
+        }
+    }
+}
+
+fn append_buckets(offset: &mut Int32Builder, counts: &mut ListBuilder<UInt64Builder>, b: Option<&Buckets>) {
+    offset.append_value(b.map_or(0, |b| b.offset));
+    counts.values().append_slice(b.map_or(&[][..], |b| b.bucket_counts.as_slice()));
+    counts.append(true);
+}
+
+impl ExpHistogramBuilder {
+    fn append(&mut self, ctx: &Context<'_>, m: &Metric, dp: &ExponentialHistogramDataPoint, temporality: i32) {
+        self.points.append(ctx, m, Point {
+            attributes: &dp.attributes,
+            start_time_unix_nano: dp.start_time_unix_nano,
+            time_unix_nano: dp.time_unix_nano,
+            flags: dp.flags,
+            exemplars: &dp.exemplars,
+        });
+        self.count.append_value(dp.count);
+        self.sum.append_option(dp.sum);
+        self.min.append_option(dp.min);
+        self.max.append_option(dp.max);
+        self.scale.append_value(dp.scale);
+        self.zero_count.append_value(dp.zero_count);
+        self.zero_threshold.append_value(dp.zero_threshold);
+        append_buckets(&mut self.positive_offset, &mut self.positive_counts, dp.positive.as_ref());
+        append_buckets(&mut self.negative_offset, &mut self.negative_counts, dp.negative.as_ref());
+        self.temporality.append_value(temporality);
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        let mut cols = Vec::new();
+        self.points.finish_head(&mut cols);
+        cols.push((field("count", DataType::UInt64, false), Arc::new(self.count.finish())));
+        cols.push((field("sum", DataType::Float64, true), Arc::new(self.sum.finish())));
+        cols.push((field("min", DataType::Float64, true), Arc::new(self.min.finish())));
+        cols.push((field("max", DataType::Float64, true), Arc::new(self.max.finish())));
+        cols.push((field("scale", DataType::Int32, false), Arc::new(self.scale.finish())));
+        cols.push((field("zero_count", DataType::UInt64, false), Arc::new(self.zero_count.finish())));
+        cols.push((field("zero_threshold", DataType::Float64, false), Arc::new(self.zero_threshold.finish())));
+        cols.push((field("positive_offset", DataType::Int32, false), Arc::new(self.positive_offset.finish())));
+        cols.push((
+            list_field("positive_bucket_counts", DataType::UInt64),
+            Arc::new(self.positive_counts.finish()),
+        ));
+        cols.push((field("negative_offset", DataType::Int32, false), Arc::new(self.negative_offset.finish())));
+        cols.push((
+            list_field("negative_bucket_counts", DataType::UInt64),
+            Arc::new(self.negative_counts.finish()),
+        ));
+        cols.push((
+            field("aggregation_temporality", DataType::Int32, false),
+            Arc::new(self.temporality.finish()),
+        ));
+        self.points.finish_tail(&mut cols);
+        super::batch_from_columns(cols)
+    }
+}
+
+struct SummaryBuilder {
+    points: PointBuilder,
+    count: UInt64Builder,
+    sum: Float64Builder,
+    offsets: Vec<i32>,
+    quantile: Float64Builder,
+    value: Float64Builder,
+}
+
+impl Default for SummaryBuilder {
+    fn default() -> Self {
+        Self {
+            points: PointBuilder::default(),
+            count: UInt64Builder::new(),
+            sum: Float64Builder::new(),
+            offsets: vec![0],
+            quantile: Float64Builder::new(),
+            value: Float64Builder::new(),
+        }
+    }
+}
+
+impl SummaryBuilder {
+    fn append(&mut self, ctx: &Context<'_>, m: &Metric, dp: &SummaryDataPoint) {
+        self.points.append(ctx, m, Point {
+            attributes: &dp.attributes,
+            start_time_unix_nano: dp.start_time_unix_nano,
+            time_unix_nano: dp.time_unix_nano,
+            flags: dp.flags,
+            exemplars: &[],
+        });
+        self.count.append_value(dp.count);
+        self.sum.append_value(dp.sum);
+        for q in &dp.quantile_values {
+            self.quantile.append_value(q.quantile);
+            self.value.append_value(q.value);
+        }
+        let last = *self.offsets.last().unwrap_or(&0);
+        self.offsets.push(last + dp.quantile_values.len() as i32);
+    }
+
+    fn finish(&mut self) -> RecordBatch {
+        let mut cols = Vec::new();
+        self.points.finish_head(&mut cols);
+        cols.push((field("count", DataType::UInt64, false), Arc::new(self.count.finish())));
+        cols.push((field("sum", DataType::Float64, false), Arc::new(self.sum.finish())));
+        let children = vec![
+            (field("quantile", DataType::Float64, false), Arc::new(self.quantile.finish()) as ArrayRef),
+            (field("value", DataType::Float64, false), Arc::new(self.value.finish())),
+        ];
+        cols.push(list_of_structs(
+            "quantile_values",
+            children,
+            std::mem::replace(&mut self.offsets, vec![0]),
+        ));
+        self.points.finish_tail(&mut cols);
+        super::batch_from_columns(cols)
+    }
+}
+
+/// Builds all five metric tables from OTLP metric requests.
+pub struct MetricsBuilder {
+    gauge: NumberBuilder,
+    sum: NumberBuilder,
+    histogram: HistogramBuilder,
+    exp_histogram: ExpHistogramBuilder,
+    summary: SummaryBuilder,
+}
+
+impl Default for MetricsBuilder {
+    fn default() -> Self {
+        Self {
+            gauge: NumberBuilder::new(false),
+            sum: NumberBuilder::new(true),
+            histogram: HistogramBuilder::default(),
+            exp_histogram: ExpHistogramBuilder::default(),
+            summary: SummaryBuilder::default(),
+        }
+    }
+}
+
+impl MetricsBuilder {
+    /// Appends every data point of a request to the table of its type.
+    pub fn append_request(&mut self, req: &ExportMetricsServiceRequest) {
+        for rm in &req.resource_metrics {
+            for sm in &rm.scope_metrics {
+                let ctx = Context {
+                    resource: rm.resource.as_ref(),
+                    resource_schema_url: &rm.schema_url,
+                    scope: sm.scope.as_ref(),
+                    scope_schema_url: &sm.schema_url,
+                };
+                for m in &sm.metrics {
+                    self.append_metric(&ctx, m);
+                }
+            }
+        }
+    }
+
+    fn append_metric(&mut self, ctx: &Context<'_>, m: &Metric) {
+        match &m.data {
+            Some(Data::Gauge(g)) => g.data_points.iter().for_each(|dp| self.gauge.append(ctx, m, dp, None)),
+            Some(Data::Sum(s)) => s.data_points.iter().for_each(|dp| {
+                self.sum.append(ctx, m, dp, Some((s.aggregation_temporality, s.is_monotonic)))
+            }),
+            Some(Data::Histogram(h)) => h
+                .data_points
+                .iter()
+                .for_each(|dp| self.histogram.append(ctx, m, dp, h.aggregation_temporality)),
+            Some(Data::ExponentialHistogram(h)) => h
+                .data_points
+                .iter()
+                .for_each(|dp| self.exp_histogram.append(ctx, m, dp, h.aggregation_temporality)),
+            Some(Data::Summary(s)) => s.data_points.iter().for_each(|dp| self.summary.append(ctx, m, dp)),
+            // Validation rejects metrics without data before they get here.
+            None => {}
+        }
+    }
+
+    /// Finishes the non-empty tables.
+    pub fn finish(&mut self) -> Vec<(Table, RecordBatch)> {
+        let mut out = Vec::new();
+        let mut push = |table, rows: usize, batch: RecordBatch| {
+            if rows > 0 {
+                out.push((table, batch));
+            }
+        };
+        push(Table::MetricsGauge, self.gauge.points.rows, self.gauge.finish());
+        push(Table::MetricsSum, self.sum.points.rows, self.sum.finish());
+        push(Table::MetricsHistogram, self.histogram.points.rows, self.histogram.finish());
+        push(
+            Table::MetricsExponentialHistogram,
+            self.exp_histogram.points.rows,
+            self.exp_histogram.finish(),
+        );
+        push(Table::MetricsSummary, self.summary.points.rows, self.summary.finish());
+        out
+    }
+
+    /// An empty batch of one metric table (used for its schema).
+    pub fn empty(table: Table) -> RecordBatch {
+        let mut b = MetricsBuilder::default();
+        match table {
+            Table::MetricsGauge => b.gauge.finish(),
+            Table::MetricsSum => b.sum.finish(),
+            Table::MetricsHistogram => b.histogram.finish(),
+            Table::MetricsExponentialHistogram => b.exp_histogram.finish(),
+            _ => b.summary.finish(),
+        }
+    }
+}
+

@@ -1,0 +1,258 @@
+//! OTLP spans → the `spans` table.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampNanosecondBuilder,
+    UInt32Builder,
+};
+use arrow::datatypes::DataType;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+
+use super::columns::{
+    AttributesBuilder, Column, Context, ContextBuilder, IdBuilder, PromotedBuilder,
+    append_opt_str, append_time, attributes_type, field, is_promoted, list_of_structs, nanos_i64,
+    timestamp_builder, timestamp_type,
+};
+use crate::schema::PROMOTED_SPAN_KEYS;
+
+/// Builds the `spans` table.
+pub struct SpansBuilder {
+    start_time: TimestampNanosecondBuilder,
+    duration: Int64Builder,
+    trace_id: IdBuilder,
+    span_id: IdBuilder,
+    parent_span_id: IdBuilder,
+    trace_state: StringBuilder,
+    flags: UInt32Builder,
+    name: StringBuilder,
+    kind: Int32Builder,
+    status_code: Int32Builder,
+    status_message: StringBuilder,
+    context: ContextBuilder,
+    promoted: PromotedBuilder,
+    attributes: AttributesBuilder,
+    dropped_attributes: UInt32Builder,
+    events: EventsBuilder,
+    dropped_events: UInt32Builder,
+    links: LinksBuilder,
+    dropped_links: UInt32Builder,
+}
+
+impl Default for SpansBuilder {
+    fn default() -> Self {
+        Self {
+            start_time: timestamp_builder(),
+            duration: Int64Builder::new(),
+            trace_id: IdBuilder::new(16),
+            span_id: IdBuilder::new(8),
+            parent_span_id: IdBuilder::new(8),
+            trace_state: StringBuilder::new(),
+            flags: UInt32Builder::new(),
+            name: StringBuilder::new(),
+            kind: Int32Builder::new(),
+            status_code: Int32Builder::new(),
+            status_message: StringBuilder::new(),
+            context: ContextBuilder::default(),
+            promoted: PromotedBuilder::new(PROMOTED_SPAN_KEYS),
+            attributes: AttributesBuilder::default(),
+            dropped_attributes: UInt32Builder::new(),
+            events: EventsBuilder::default(),
+            dropped_events: UInt32Builder::new(),
+            links: LinksBuilder::default(),
+            dropped_links: UInt32Builder::new(),
+        }
+    }
+}
+
+impl SpansBuilder {
+    /// Appends every span of a request.
+    pub fn append_request(&mut self, req: &ExportTraceServiceRequest) {
+        for rs in &req.resource_spans {
+            for ss in &rs.scope_spans {
+                let ctx = Context {
+                    resource: rs.resource.as_ref(),
+                    resource_schema_url: &rs.schema_url,
+                    scope: ss.scope.as_ref(),
+                    scope_schema_url: &ss.schema_url,
+                };
+                for span in &ss.spans {
+                    self.context.append(&ctx);
+                    self.start_time
+                        .append_value(nanos_i64(span.start_time_unix_nano));
+                    self.duration.append_value(
+                        nanos_i64(span.end_time_unix_nano)
+                            .wrapping_sub(nanos_i64(span.start_time_unix_nano)),
+                    );
+                    self.trace_id.append(&span.trace_id);
+                    self.span_id.append(&span.span_id);
+                    self.parent_span_id.append(&span.parent_span_id);
+                    append_opt_str(&mut self.trace_state, &span.trace_state);
+                    self.flags.append_value(span.flags);
+                    self.name.append_value(&span.name);
+                    self.kind.append_value(span.kind);
+                    let status = span.status.as_ref();
+                    self.status_code.append_value(status.map_or(0, |s| s.code));
+                    append_opt_str(
+                        &mut self.status_message,
+                        status.map_or("", |s| s.message.as_str()),
+                    );
+                    self.promoted.append(&span.attributes);
+                    self.attributes.append_filtered(&span.attributes, |kv| {
+                        !is_promoted(kv, PROMOTED_SPAN_KEYS)
+                    });
+                    self.dropped_attributes
+                        .append_value(span.dropped_attributes_count);
+                    self.events.append(&span.events);
+                    self.dropped_events.append_value(span.dropped_events_count);
+                    self.links.append(&span.links);
+                    self.dropped_links.append_value(span.dropped_links_count);
+                }
+            }
+        }
+    }
+
+    /// Finishes the record batch.
+    pub fn finish(&mut self) -> RecordBatch {
+        let mut cols: Vec<Column> = Vec::new();
+        let ts = timestamp_type();
+        cols.push((field("start_time", ts, false), Arc::new(self.start_time.finish())));
+        cols.push((field("duration_ns", DataType::Int64, false), Arc::new(self.duration.finish())));
+        self.context.finish_promoted(&mut cols);
+        cols.push((field("trace_id", DataType::FixedSizeBinary(16), true), self.trace_id.finish()));
+        cols.push((field("span_id", DataType::FixedSizeBinary(8), true), self.span_id.finish()));
+        cols.push((
+            field("parent_span_id", DataType::FixedSizeBinary(8), true),
+            self.parent_span_id.finish(),
+        ));
+        cols.push((field("trace_state", DataType::Utf8, true), Arc::new(self.trace_state.finish())));
+        cols.push((field("flags", DataType::UInt32, false), Arc::new(self.flags.finish())));
+        cols.push((field("name", DataType::Utf8, false), Arc::new(self.name.finish())));
+        cols.push((field("kind", DataType::Int32, false), Arc::new(self.kind.finish())));
+        cols.push((field("status_code", DataType::Int32, false), Arc::new(self.status_code.finish())));
+        cols.push((
+            field("status_message", DataType::Utf8, true),
+            Arc::new(self.status_message.finish()),
+        ));
+        self.promoted.finish(&mut cols);
+        cols.push((field("attributes", attributes_type(), false), Arc::new(self.attributes.finish())));
+        cols.push((
+            field("dropped_attributes_count", DataType::UInt32, false),
+            Arc::new(self.dropped_attributes.finish()),
+        ));
+        cols.push(self.events.finish());
+        cols.push((
+            field("dropped_events_count", DataType::UInt32, false),
+            Arc::new(self.dropped_events.finish()),
+        ));
+        cols.push(self.links.finish());
+        cols.push((
+            field("dropped_links_count", DataType::UInt32, false),
+            Arc::new(self.dropped_links.finish()),
+        ));
+        self.context.finish_rest(&mut cols);
+        super::batch_from_columns(cols)
+    }
+}
+
+struct EventsBuilder {
+    offsets: Vec<i32>,
+    time: TimestampNanosecondBuilder,
+    name: StringBuilder,
+    attributes: AttributesBuilder,
+    dropped: UInt32Builder,
+}
+
+impl Default for EventsBuilder {
+    fn default() -> Self {
+        Self {
+            offsets: vec![0],
+            time: timestamp_builder(),
+            name: StringBuilder::new(),
+            attributes: AttributesBuilder::default(),
+            dropped: UInt32Builder::new(),
+        }
+    }
+}
+
+impl EventsBuilder {
+    fn append(&mut self, events: &[Event]) {
+        for e in events {
+            append_time(&mut self.time, e.time_unix_nano);
+            self.name.append_value(&e.name);
+            self.attributes.append(&e.attributes);
+            self.dropped.append_value(e.dropped_attributes_count);
+        }
+        let last = *self.offsets.last().unwrap_or(&0);
+        self.offsets.push(last + events.len() as i32);
+    }
+
+    fn finish(&mut self) -> Column {
+        let children = vec![
+            (field("time", timestamp_type(), true), Arc::new(self.time.finish()) as ArrayRef),
+            (field("name", DataType::Utf8, false), Arc::new(self.name.finish())),
+            (field("attributes", attributes_type(), false), Arc::new(self.attributes.finish())),
+            (
+                field("dropped_attributes_count", DataType::UInt32, false),
+                Arc::new(self.dropped.finish()),
+            ),
+        ];
+        list_of_structs("events", children, std::mem::replace(&mut self.offsets, vec![0]))
+    }
+}
+
+struct LinksBuilder {
+    offsets: Vec<i32>,
+    trace_id: IdBuilder,
+    span_id: IdBuilder,
+    trace_state: StringBuilder,
+    flags: UInt32Builder,
+    attributes: AttributesBuilder,
+    dropped: UInt32Builder,
+}
+
+impl Default for LinksBuilder {
+    fn default() -> Self {
+        Self {
+            offsets: vec![0],
+            trace_id: IdBuilder::new(16),
+            span_id: IdBuilder::new(8),
+            trace_state: StringBuilder::new(),
+            flags: UInt32Builder::new(),
+            attributes: AttributesBuilder::default(),
+            dropped: UInt32Builder::new(),
+        }
+    }
+}
+
+impl LinksBuilder {
+    fn append(&mut self, links: &[Link]) {
+        for l in links {
+            self.trace_id.append(&l.trace_id);
+            self.span_id.append(&l.span_id);
+            append_opt_str(&mut self.trace_state, &l.trace_state);
+            self.flags.append_value(l.flags);
+            self.attributes.append(&l.attributes);
+            self.dropped.append_value(l.dropped_attributes_count);
+        }
+        let last = *self.offsets.last().unwrap_or(&0);
+        self.offsets.push(last + links.len() as i32);
+    }
+
+    fn finish(&mut self) -> Column {
+        let children = vec![
+            (field("trace_id", DataType::FixedSizeBinary(16), true), self.trace_id.finish()),
+            (field("span_id", DataType::FixedSizeBinary(8), true), self.span_id.finish()),
+            (field("trace_state", DataType::Utf8, true), Arc::new(self.trace_state.finish()) as ArrayRef),
+            (field("flags", DataType::UInt32, false), Arc::new(self.flags.finish())),
+            (field("attributes", attributes_type(), false), Arc::new(self.attributes.finish())),
+            (
+                field("dropped_attributes_count", DataType::UInt32, false),
+                Arc::new(self.dropped.finish()),
+            ),
+        ];
+        list_of_structs("links", children, std::mem::replace(&mut self.offsets, vec![0]))
+    }
+}
+

@@ -1,0 +1,377 @@
+//! The ingest pipeline: receivers hand decoded requests to [`Ingest::export`],
+//! which validates them, makes them durable in the WAL, acknowledges, and
+//! converts them to Arrow off the request path. Background tasks flush the
+//! buffer to Parquet, truncate the WAL, compact and apply retention.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::buffer::{Buffer, FlushPolicy, MemoryBudget, Taken};
+use crate::convert::convert;
+use crate::events;
+use crate::otlp::{Encoding, Payload, Rejected};
+use crate::receive::{OtlpConfig, Transport};
+use crate::schema::Table;
+use crate::self_metrics::SelfMetrics;
+use crate::storage::recovery::{self, Covered};
+use crate::storage::{Storage, StorageConfig, StorageError, compaction, retention};
+use crate::wal::{Record, Wal, WalConfig, WalError, WalReplay};
+
+/// Everything the collector needs to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Root of the WAL and the Parquet files.
+    pub data_dir: PathBuf,
+    /// Bytes of unflushed and in-flight data allowed before receivers refuse
+    /// requests with a retryable error.
+    pub memory_limit_bytes: u64,
+    /// OTLP receivers.
+    pub otlp: OtlpConfig,
+    /// Write-ahead log.
+    pub wal: WalConfig,
+    /// Parquet flushing, compaction and retention.
+    pub storage: StorageConfig,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./sightline-data"),
+            memory_limit_bytes: 512 << 20,
+            otlp: OtlpConfig::default(),
+            wal: WalConfig::default(),
+            storage: StorageConfig::default(),
+        }
+    }
+}
+
+/// Why an export was refused as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The memory budget is exhausted; the client should retry later.
+    #[error("memory budget exhausted ({used} of {limit} bytes in use); retry later")]
+    Overloaded {
+        /// Bytes in use.
+        used: i64,
+        /// The budget.
+        limit: u64,
+    },
+    /// The WAL could not make the request durable.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+}
+
+/// Start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The WAL could not be opened.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// The Parquet store could not be opened or reconciled.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// WAL records found at start, waiting to be replayed.
+pub struct PendingReplay {
+    replay: WalReplay,
+    covered: Covered,
+}
+
+/// Conversion estimate: Arrow data is larger than its protobuf encoding.
+const ARROW_EXPANSION: usize = 3;
+
+struct Inner {
+    config: CollectorConfig,
+    wal: Wal,
+    buffer: Buffer,
+    budget: MemoryBudget,
+    storage: Storage,
+    metrics: SelfMetrics,
+    /// Bounds CPU-heavy conversions so bursts cannot starve the runtime.
+    convert_slots: Semaphore,
+    pending: AtomicUsize,
+    pending_done: Notify,
+    ready: AtomicBool,
+    /// Serialises flushes so one table is never written twice at once.
+    flush_lock: tokio::sync::Mutex<()>,
+}
+
+/// Handle to the running ingest pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    inner: Arc<Inner>,
+}
+
+impl Ingest {
+    /// Opens the WAL and storage under `config.data_dir` and reconciles them.
+    /// The returned handle is not ready until [`Ingest::replay`] has run.
+    pub async fn open(config: CollectorConfig, metrics: SelfMetrics) -> Result<(Ingest, PendingReplay), StartError> {
+        let (wal, replay) = Wal::open(&config.data_dir.join("wal"), &config.wal, metrics.clone())?;
+        metrics.wal_segments.set(wal.segment_count() as i64);
+        let storage = Storage::local(config.data_dir.join("tables"), metrics.clone())?;
+        let covered = recovery::recover(&storage, wal.oldest_lsn()).await?;
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let ingest = Ingest {
+            inner: Arc::new(Inner {
+                budget: MemoryBudget::new(config.memory_limit_bytes, metrics.clone()),
+                config,
+                wal,
+                buffer: Buffer::default(),
+                storage,
+                metrics,
+                convert_slots: Semaphore::new(workers),
+                pending: AtomicUsize::new(0),
+                pending_done: Notify::new(),
+                ready: AtomicBool::new(false),
+                flush_lock: tokio::sync::Mutex::new(()),
+            }),
+        };
+        Ok((ingest, PendingReplay { replay, covered }))
+    }
+
+    /// Replays every acknowledged WAL record not yet in Parquet, then marks
+    /// the pipeline ready.
+    pub async fn replay(&self, pending: PendingReplay) -> Result<(), StartError> {
+        let replayed = self.replay_records(pending.replay.records(), &pending.covered).await;
+        tracing::info!(records = replayed, covered = pending.covered.len(), "WAL replay finished");
+        self.inner.wal.truncate()?;
+        self.inner.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// [`Ingest::open`] followed by [`Ingest::replay`].
+    pub async fn start(config: CollectorConfig, metrics: SelfMetrics) -> Result<Ingest, StartError> {
+        let (ingest, pending) = Ingest::open(config, metrics).await?;
+        ingest.replay(pending).await?;
+        Ok(ingest)
+    }
+
+    async fn replay_records(&self, records: impl Iterator<Item = Record>, covered: &Covered) -> usize {
+        let mut n = 0;
+        for rec in records {
+            let payload = match Payload::decode(rec.signal, Encoding::Protobuf, &rec.payload) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(lsn = rec.lsn, error = %e, "undecodable WAL record; skipping it");
+                    continue;
+                }
+            };
+            self.inner.wal.retain(rec.lsn, 1);
+            let batches = convert(&payload, rec.received_at);
+            for (table, batch) in batches {
+                if !covered.contains(table, rec.lsn) {
+                    self.push(table, batch, rec.lsn);
+                }
+            }
+            self.inner.wal.release(&[rec.lsn]);
+            self.inner.metrics.wal_replayed_records.inc();
+            n += 1;
+            // Replay runs before the receivers, so flushing inline keeps it
+            // within the memory budget.
+            if self.inner.budget.used() > (self.inner.config.memory_limit_bytes / 2) as i64 {
+                self.flush(true).await;
+            }
+        }
+        n
+    }
+
+    fn push(&self, table: Table, batch: arrow::array::RecordBatch, lsn: u64) {
+        self.inner.wal.retain(lsn, 1);
+        let bytes = self.inner.buffer.push(table, batch, lsn);
+        self.inner.budget.add(bytes);
+    }
+
+    /// Whether WAL replay has finished.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// The self-metrics.
+    pub fn metrics(&self) -> &SelfMetrics {
+        &self.inner.metrics
+    }
+
+    /// Data not yet in Parquet.
+    pub fn buffer(&self) -> &Buffer {
+        &self.inner.buffer
+    }
+
+    /// The Parquet store.
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &CollectorConfig {
+        &self.inner.config
+    }
+
+    /// Validates, persists and acknowledges one request. On `Ok`, every item
+    /// not listed in the returned rejection is durable and will be stored.
+    pub async fn export(&self, transport: Transport, mut payload: Payload) -> Result<Rejected, ExportError> {
+        let signal = payload.signal();
+        let m = &self.inner.metrics;
+        let received = payload.item_count();
+        let labels = [signal.as_str(), transport.as_str()];
+        m.items_received.with_label_values(&labels).inc_by(received);
+        let rejected = payload.validate();
+        if rejected.count > 0 {
+            events::ItemsRejected { signal, transport, reason: "invalid", count: rejected.count, message: &rejected.message }.emit(m);
+        }
+        let accepted = received.saturating_sub(rejected.count);
+        if accepted == 0 {
+            return Ok(rejected);
+        }
+        let estimate = payload.encoded_len() * ARROW_EXPANSION;
+        if !self.inner.budget.try_reserve(estimate) {
+            m.overload_rejections.with_label_values(&labels).inc();
+            let err = ExportError::Overloaded { used: self.inner.budget.used(), limit: self.inner.config.memory_limit_bytes };
+            events::ItemsRejected { signal, transport, reason: "overloaded", count: accepted, message: &err.to_string() }.emit(m);
+            return Err(err);
+        }
+        let received_at = now_nanos();
+        let lsn = match self.inner.wal.append(signal, received_at, payload.encode_to_vec()).await {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                self.inner.budget.release(estimate);
+                events::ItemsRejected { signal, transport, reason: "wal_error", count: accepted, message: &e.to_string() }.emit(m);
+                return Err(e.into());
+            }
+        };
+        m.items_accepted.with_label_values(&labels).inc_by(accepted);
+        self.spawn_convert(payload, lsn, received_at, estimate);
+        Ok(rejected)
+    }
+
+    fn spawn_convert(&self, payload: Payload, lsn: u64, received_at: u64, estimate: usize) {
+        self.inner.pending.fetch_add(1, Ordering::AcqRel);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let batches = match this.inner.convert_slots.acquire().await {
+                Ok(_permit) => tokio::task::spawn_blocking(move || convert(&payload, received_at)).await,
+                Err(_) => unreachable!("the conversion semaphore is never closed"),
+            };
+            match batches {
+                Ok(batches) => {
+                    for (table, batch) in batches {
+                        this.push(table, batch, lsn);
+                    }
+                }
+                // The WAL keeps the record (its reference is never dropped),
+                // so the next start replays it: nothing is lost.
+                Err(e) => tracing::error!(lsn, error = %e, "conversion panicked; the record stays in the WAL"),
+            }
+            this.inner.wal.release(&[lsn]);
+            this.inner.budget.release(estimate);
+            if this.inner.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                this.inner.pending_done.notify_waiters();
+            }
+        });
+    }
+
+    fn flush_policy(&self) -> FlushPolicy {
+        let s = &self.inner.config.storage;
+        FlushPolicy { rows: s.flush_rows, bytes: s.flush_bytes, age: s.flush_interval }
+    }
+
+    /// Flushes the tables that are due (or all when `all`).
+    pub async fn flush(&self, all: bool) {
+        let _guard = self.inner.flush_lock.lock().await;
+        for taken in self.inner.buffer.take_due(&self.flush_policy(), all) {
+            self.flush_one(taken).await;
+        }
+        for (table, rows) in self.inner.buffer.rows() {
+            self.inner.metrics.buffer_rows.with_label_values(&[table.name()]).set(rows as i64);
+        }
+    }
+
+    async fn flush_one(&self, taken: Taken) {
+        let table = taken.table;
+        let timer = self.inner.metrics.flush_seconds.with_label_values(&[table.name()]).start_timer();
+        let lsns = taken.lsn_set();
+        let result = self
+            .inner
+            .storage
+            .write_flush(table, taken.batches.clone(), &lsns, now_nanos() as i64)
+            .await;
+        match result {
+            Ok(files) => {
+                timer.observe_duration();
+                self.inner.buffer.finish_flush(table);
+                self.inner.wal.release(&taken.lsns);
+                self.inner.budget.release(taken.bytes);
+                match self.inner.wal.truncate() {
+                    Ok(n) if n > 0 => self.inner.metrics.wal_segments.set(self.inner.wal.segment_count() as i64),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot delete WAL segments; will retry"),
+                }
+                tracing::debug!(%table, rows = taken.rows, files = files.len(), "flushed");
+            }
+            Err(e) => {
+                timer.stop_and_discard();
+                self.inner.metrics.flush_errors.with_label_values(&[table.name()]).inc();
+                tracing::error!(%table, error = %e, "flush failed; the rows stay buffered and will be retried");
+                self.inner.buffer.restore(taken);
+            }
+        }
+    }
+
+    /// Runs flushing, compaction and retention until `stop` turns true.
+    pub fn spawn_background(&self, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut flush_tick = tokio::time::interval(Duration::from_millis(500));
+            let mut maint_tick = tokio::time::interval(this.inner.config.storage.compaction_interval);
+            flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            maint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = flush_tick.tick() => this.flush(false).await,
+                    _ = maint_tick.tick() => this.maintain().await,
+                }
+            }
+        })
+    }
+
+    /// One round of compaction and retention.
+    pub async fn maintain(&self) {
+        let cfg = &self.inner.config.storage;
+        if let Err(e) = retention::apply(&self.inner.storage, cfg.retention, now_nanos() as i64).await {
+            tracing::warn!(error = %e, "retention failed; will retry");
+        }
+        for table in Table::ALL {
+            let oldest = self.inner.wal.oldest_lsn();
+            if let Err(e) = compaction::compact_table(&self.inner.storage, table, cfg, oldest).await {
+                tracing::warn!(%table, error = %e, "compaction failed; will retry");
+            }
+        }
+    }
+
+    /// Waits for in-flight conversions, then flushes everything.
+    pub async fn shutdown(&self) {
+        loop {
+            let notified = self.inner.pending_done.notified();
+            if self.inner.pending.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            notified.await;
+        }
+        self.flush(true).await;
+    }
+}
+
+/// Unix time in nanoseconds.
+pub fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}

@@ -1,0 +1,417 @@
+//! Decoded OTLP export requests: decoding (protobuf and JSON), validation with
+//! partial success, and the responses the OTLP specification prescribes.
+
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::metrics::v1::{Exemplar, Metric, metric::Data};
+use prost::Message;
+
+use crate::schema::Signal;
+
+/// How a request body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Binary protobuf (`application/x-protobuf`, gRPC).
+    Protobuf,
+    /// OTLP/JSON (`application/json`).
+    Json,
+}
+
+/// A request body that could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The protobuf was malformed or truncated.
+    #[error("invalid protobuf: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    /// The JSON was malformed or did not follow the OTLP/JSON mapping.
+    #[error("invalid OTLP/JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// One decoded export request of any signal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// `ExportTraceServiceRequest`.
+    Traces(ExportTraceServiceRequest),
+    /// `ExportMetricsServiceRequest`.
+    Metrics(ExportMetricsServiceRequest),
+    /// `ExportLogsServiceRequest`.
+    Logs(ExportLogsServiceRequest),
+}
+
+/// What validation removed from a request.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Items (spans, data points, log records) removed.
+    pub count: u64,
+    /// A human-readable reason, naming the first problems found.
+    pub message: String,
+}
+
+impl Rejected {
+    fn add(&mut self, what: impl FnOnce() -> String) {
+        self.count += 1;
+        // Keep the message short: the first few reasons are enough to debug.
+        if self.count <= 3 {
+            if !self.message.is_empty() {
+                self.message.push_str("; ");
+            }
+            self.message.push_str(&what());
+        }
+    }
+
+    fn finish(mut self) -> Rejected {
+        if self.count > 3 {
+            self.message
+                .push_str(&format!("; and {} more", self.count - 3));
+        }
+        self
+    }
+}
+
+impl Payload {
+    /// Decodes a body of the given signal and encoding.
+    pub fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<Payload, DecodeError> {
+        Ok(match (signal, encoding) {
+            (Signal::Traces, Encoding::Protobuf) => Payload::Traces(Message::decode(body)?),
+            (Signal::Metrics, Encoding::Protobuf) => Payload::Metrics(Message::decode(body)?),
+            (Signal::Logs, Encoding::Protobuf) => Payload::Logs(Message::decode(body)?),
+            (Signal::Traces, Encoding::Json) => Payload::Traces(serde_json::from_slice(body)?),
+            (Signal::Metrics, Encoding::Json) => Payload::Metrics(serde_json::from_slice(body)?),
+            (Signal::Logs, Encoding::Json) => Payload::Logs(serde_json::from_slice(body)?),
+        })
+    }
+
+    /// The request's signal.
+    pub fn signal(&self) -> Signal {
+        match self {
+            Payload::Traces(_) => Signal::Traces,
+            Payload::Metrics(_) => Signal::Metrics,
+            Payload::Logs(_) => Signal::Logs,
+        }
+    }
+
+    /// Protobuf encoding (what the WAL stores).
+    pub fn encode_to_vec(&self) -> Vec<u8> {
+        match self {
+            Payload::Traces(r) => r.encode_to_vec(),
+            Payload::Metrics(r) => r.encode_to_vec(),
+            Payload::Logs(r) => r.encode_to_vec(),
+        }
+    }
+
+    /// Size of the protobuf encoding.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Payload::Traces(r) => r.encoded_len(),
+            Payload::Metrics(r) => r.encoded_len(),
+            Payload::Logs(r) => r.encoded_len(),
+        }
+    }
+
+    /// Number of items: spans, metric data points or log records.
+    pub fn item_count(&self) -> u64 {
+        match self {
+            Payload::Traces(r) => r
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .map(|ss| ss.spans.len() as u64)
+                .sum(),
+            Payload::Metrics(r) => r
+                .resource_metrics
+                .iter()
+                .flat_map(|rm| &rm.scope_metrics)
+                .flat_map(|sm| &sm.metrics)
+                .map(|m| data_point_count(m).max(1))
+                .sum(),
+            Payload::Logs(r) => r
+                .resource_logs
+                .iter()
+                .flat_map(|rl| &rl.scope_logs)
+                .map(|sl| sl.log_records.len() as u64)
+                .sum(),
+        }
+    }
+
+    /// Removes invalid items in place and says what was removed. Valid items
+    /// in the same request are kept (OTLP partial success).
+    pub fn validate(&mut self) -> Rejected {
+        let mut rej = Rejected::default();
+        match self {
+            Payload::Traces(r) => validate_traces(r, &mut rej),
+            Payload::Metrics(r) => validate_metrics(r, &mut rej),
+            Payload::Logs(r) => validate_logs(r, &mut rej),
+        }
+        rej.finish()
+    }
+
+    /// The success response for this signal, with partial success filled in
+    /// when items were rejected.
+    pub fn response(signal: Signal, rejected: &Rejected) -> Response {
+        let partial = rejected.count > 0;
+        let msg = rejected.message.clone();
+        let n = i64::try_from(rejected.count).unwrap_or(i64::MAX);
+        match signal {
+            Signal::Traces => Response::Traces(ExportTraceServiceResponse {
+                partial_success: partial.then(|| ExportTracePartialSuccess {
+                    rejected_spans: n,
+                    error_message: msg,
+                }),
+            }),
+            Signal::Metrics => Response::Metrics(ExportMetricsServiceResponse {
+                partial_success: partial.then(|| ExportMetricsPartialSuccess {
+                    rejected_data_points: n,
+                    error_message: msg,
+                }),
+            }),
+            Signal::Logs => Response::Logs(ExportLogsServiceResponse {
+                partial_success: partial.then(|| ExportLogsPartialSuccess {
+                    rejected_log_records: n,
+                    error_message: msg,
+                }),
+            }),
+        }
+    }
+}
+
+/// An export response of any signal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    /// `ExportTraceServiceResponse`.
+    Traces(ExportTraceServiceResponse),
+    /// `ExportMetricsServiceResponse`.
+    Metrics(ExportMetricsServiceResponse),
+    /// `ExportLogsServiceResponse`.
+    Logs(ExportLogsServiceResponse),
+}
+
+impl Response {
+    /// Encodes the response in the request's encoding.
+    pub fn encode(&self, encoding: Encoding) -> Vec<u8> {
+        match (self, encoding) {
+            (Response::Traces(r), Encoding::Protobuf) => r.encode_to_vec(),
+            (Response::Metrics(r), Encoding::Protobuf) => r.encode_to_vec(),
+            (Response::Logs(r), Encoding::Protobuf) => r.encode_to_vec(),
+            // Serialising plain generated structs to JSON cannot fail.
+            (Response::Traces(r), Encoding::Json) => serde_json::to_vec(r).unwrap_or_default(),
+            (Response::Metrics(r), Encoding::Json) => serde_json::to_vec(r).unwrap_or_default(),
+            (Response::Logs(r), Encoding::Json) => serde_json::to_vec(r).unwrap_or_default(),
+        }
+    }
+}
+
+fn data_point_count(m: &Metric) -> u64 {
+    (match &m.data {
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }) as u64
+}
+
+/// Checks an id: `required` ids must be present; present ids must have the
+/// right width and not be all zeros (the OTLP "invalid id").
+fn check_id(id: &[u8], width: usize, required: bool, what: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return if required {
+            Err(format!("{what} is required"))
+        } else {
+            Ok(())
+        };
+    }
+    if id.len() != width {
+        return Err(format!("{what} must be {width} bytes, got {}", id.len()));
+    }
+    if id.iter().all(|b| *b == 0) {
+        return Err(format!("{what} must not be all zeros"));
+    }
+    Ok(())
+}
+
+fn validate_traces(r: &mut ExportTraceServiceRequest, rej: &mut Rejected) {
+    for rs in &mut r.resource_spans {
+        for ss in &mut rs.scope_spans {
+            ss.spans.retain(|s| {
+                let res = check_id(&s.trace_id, 16, true, "trace_id")
+                    .and_then(|_| check_id(&s.span_id, 8, true, "span_id"))
+                    .and_then(|_| check_id(&s.parent_span_id, 8, false, "parent_span_id"))
+                    .and_then(|_| {
+                        s.links.iter().try_for_each(|l| {
+                            check_id(&l.trace_id, 16, true, "link trace_id")
+                                .and_then(|_| check_id(&l.span_id, 8, true, "link span_id"))
+                        })
+                    });
+                match res {
+                    Ok(()) => true,
+                    Err(e) => {
+                        rej.add(|| format!("span {:?}: {e}", s.name));
+                        false
+                    }
+                }
+            });
+        }
+    }
+}
+
+fn validate_logs(r: &mut ExportLogsServiceRequest, rej: &mut Rejected) {
+    for rl in &mut r.resource_logs {
+        for sl in &mut rl.scope_logs {
+            sl.log_records.retain(|l| {
+                let res = check_id(&l.trace_id, 16, false, "trace_id")
+                    .and_then(|_| check_id(&l.span_id, 8, false, "span_id"));
+                match res {
+                    Ok(()) => true,
+                    Err(e) => {
+                        rej.add(|| format!("log record: {e}"));
+                        false
+                    }
+                }
+            });
+        }
+    }
+}
+
+fn check_exemplars(ex: &[Exemplar]) -> Result<(), String> {
+    ex.iter().try_for_each(|e| {
+        check_id(&e.trace_id, 16, false, "exemplar trace_id")
+            .and_then(|_| check_id(&e.span_id, 8, false, "exemplar span_id"))
+    })
+}
+
+fn check_time(t: u64) -> Result<(), String> {
+    if t == 0 {
+        Err("time_unix_nano is required".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Keeps the points for which `check` passes, recording the others.
+fn retain_points<P>(
+    points: &mut Vec<P>,
+    metric: &str,
+    rej: &mut Rejected,
+    check: impl Fn(&P) -> Result<(), String>,
+) {
+    points.retain(|p| match check(p) {
+        Ok(()) => true,
+        Err(e) => {
+            rej.add(|| format!("metric {metric:?}: {e}"));
+            false
+        }
+    });
+}
+
+fn validate_metric(m: &mut Metric, rej: &mut Rejected) -> bool {
+    let name = m.name.clone();
+    if name.is_empty() {
+        for _ in 0..data_point_count(m).max(1) {
+            rej.add(|| "metric without a name".into());
+        }
+        return false;
+    }
+    match &mut m.data {
+        None => {
+            rej.add(|| format!("metric {name:?} has no data"));
+            return false;
+        }
+        Some(Data::Gauge(g)) => retain_points(&mut g.data_points, &name, rej, |p| {
+            check_time(p.time_unix_nano).and_then(|_| check_exemplars(&p.exemplars))
+        }),
+        Some(Data::Sum(s)) => retain_points(&mut s.data_points, &name, rej, |p| {
+            check_time(p.time_unix_nano).and_then(|_| check_exemplars(&p.exemplars))
+        }),
+        Some(Data::Histogram(h)) => retain_points(&mut h.data_points, &name, rej, |p| {
+            check_time(p.time_unix_nano)?;
+            check_exemplars(&p.exemplars)?;
+            if !p.bucket_counts.is_empty() && p.bucket_counts.len() != p.explicit_bounds.len() + 1 {
+                return Err(format!(
+                    "histogram has {} bucket counts for {} bounds (want bounds + 1)",
+                    p.bucket_counts.len(),
+                    p.explicit_bounds.len()
+                ));
+            }
+            Ok(())
+        }),
+        Some(Data::ExponentialHistogram(h)) => retain_points(&mut h.data_points, &name, rej, |p| {
+            check_time(p.time_unix_nano).and_then(|_| check_exemplars(&p.exemplars))
+        }),
+        Some(Data::Summary(s)) => {
+            retain_points(&mut s.data_points, &name, rej, |p| check_time(p.time_unix_nano))
+        }
+    }
+    true
+}
+
+fn validate_metrics(r: &mut ExportMetricsServiceRequest, rej: &mut Rejected) {
+    for rm in &mut r.resource_metrics {
+        for sm in &mut rm.scope_metrics {
+            sm.metrics.retain_mut(|m| validate_metric(m, rej));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    fn span(trace_id: Vec<u8>, name: &str) -> Span {
+        Span {
+            trace_id,
+            span_id: vec![1; 8],
+            name: name.into(),
+            start_time_unix_nano: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn invalid_spans_are_removed_and_valid_ones_kept() {
+        let mut p = Payload::Traces(ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span(vec![7; 16], "ok"), span(vec![7; 8], "short"), span(vec![0; 16], "zero")],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        });
+        let rej = p.validate();
+        assert_eq!(rej.count, 2);
+        assert!(rej.message.contains("trace_id must be 16 bytes, got 8"), "{}", rej.message);
+        assert!(rej.message.contains("all zeros"), "{}", rej.message);
+        assert_eq!(p.item_count(), 1);
+    }
+
+    #[test]
+    fn json_accepts_hex_ids_and_string_or_number_int64() {
+        let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{
+            "traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+            "name":"GET /","kind":2,"startTimeUnixNano":"1544712660000000000",
+            "endTimeUnixNano":1544712661000000000,
+            "attributes":[{"key":"n","value":{"intValue":"42"}},{"key":"m","value":{"intValue":7}}]}]}]}]}"#;
+        let p = Payload::decode(Signal::Traces, Encoding::Json, body).unwrap();
+        let Payload::Traces(r) = p else { panic!() };
+        let s = &r.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(s.trace_id.len(), 16);
+        assert_eq!(s.end_time_unix_nano, 1544712661000000000);
+        assert_eq!(s.kind, 2);
+    }
+
+    #[test]
+    fn json_with_wrong_types_is_a_decode_error() {
+        let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":12}]}]}]}"#;
+        assert!(Payload::decode(Signal::Traces, Encoding::Json, body).is_err());
+    }
+}

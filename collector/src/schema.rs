@@ -1,0 +1,180 @@
+//! Tables, their names and the attribute keys promoted to typed columns.
+//!
+//! The full column lists are documented in `docs/schema.md`; the Arrow
+//! schemas themselves come from the builders in [`crate::convert`], via
+//! [`Table::schema`].
+
+use std::fmt;
+
+use arrow::datatypes::SchemaRef;
+
+/// The type of a promoted attribute column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromotedKind {
+    /// A `Utf8` column, filled from string attributes.
+    String,
+    /// An `Int64` column, filled from integer attributes.
+    Int,
+}
+
+/// Resource attributes stored in their own columns (in every table).
+pub const PROMOTED_RESOURCE_KEYS: &[(&str, PromotedKind)] = &[
+    ("service.name", PromotedKind::String),
+    ("service.namespace", PromotedKind::String),
+    ("service.instance.id", PromotedKind::String),
+    ("service.version", PromotedKind::String),
+    ("deployment.environment.name", PromotedKind::String),
+    ("host.name", PromotedKind::String),
+    ("k8s.namespace.name", PromotedKind::String),
+    ("k8s.pod.name", PromotedKind::String),
+    ("k8s.node.name", PromotedKind::String),
+    ("container.id", PromotedKind::String),
+];
+
+/// Span attributes stored in their own columns (in `spans`).
+pub const PROMOTED_SPAN_KEYS: &[(&str, PromotedKind)] = &[
+    ("http.request.method", PromotedKind::String),
+    ("http.response.status_code", PromotedKind::Int),
+    ("http.route", PromotedKind::String),
+    ("url.full", PromotedKind::String),
+    ("server.address", PromotedKind::String),
+    ("rpc.system", PromotedKind::String),
+    ("rpc.service", PromotedKind::String),
+    ("rpc.method", PromotedKind::String),
+    ("db.system", PromotedKind::String),
+    ("db.system.name", PromotedKind::String),
+    ("db.operation.name", PromotedKind::String),
+    ("messaging.system", PromotedKind::String),
+];
+
+/// Every table Sightline writes. Metrics are split by OTLP data type so each
+/// table has exactly the columns its points need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// Spans with their events and links.
+    Spans,
+    /// Log records.
+    Logs,
+    /// Gauge data points.
+    MetricsGauge,
+    /// Sum (counter / up-down counter) data points.
+    MetricsSum,
+    /// Explicit-bucket histogram data points.
+    MetricsHistogram,
+    /// Exponential histogram data points.
+    MetricsExponentialHistogram,
+    /// Summary data points.
+    MetricsSummary,
+}
+
+impl Table {
+    /// All tables.
+    pub const ALL: [Table; 7] = [
+        Table::Spans,
+        Table::Logs,
+        Table::MetricsGauge,
+        Table::MetricsSum,
+        Table::MetricsHistogram,
+        Table::MetricsExponentialHistogram,
+        Table::MetricsSummary,
+    ];
+
+    /// The table's name, also its directory under the data dir.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Spans => "spans",
+            Table::Logs => "logs",
+            Table::MetricsGauge => "metrics_gauge",
+            Table::MetricsSum => "metrics_sum",
+            Table::MetricsHistogram => "metrics_histogram",
+            Table::MetricsExponentialHistogram => "metrics_exponential_histogram",
+            Table::MetricsSummary => "metrics_summary",
+        }
+    }
+
+    /// Parses a table name.
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The column that decides a row's `date=`/`hour=` partition.
+    pub fn time_column(self) -> &'static str {
+        match self {
+            Table::Spans => "start_time",
+            _ => "time",
+        }
+    }
+
+    /// Columns rows are sorted by before writing, for compression and pruning.
+    pub fn sort_columns(self) -> &'static [&'static str] {
+        match self {
+            Table::Spans => &["service_name", "trace_id", "start_time"],
+            Table::Logs => &["service_name", "time"],
+            _ => &["metric_name", "service_name", "time"],
+        }
+    }
+
+    /// Columns with a Parquet bloom filter.
+    pub fn bloom_filter_columns(self) -> &'static [&'static str] {
+        match self {
+            Table::Spans | Table::Logs => &["trace_id"],
+            _ => &[],
+        }
+    }
+
+    /// The table's Arrow schema.
+    pub fn schema(self) -> SchemaRef {
+        crate::convert::empty_batch(self).schema()
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The three OTLP signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// Traces (spans).
+    Traces,
+    /// Metrics.
+    Metrics,
+    /// Logs.
+    Logs,
+}
+
+impl Signal {
+    /// All signals.
+    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+
+    /// The label used in self-metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+
+    /// The byte stored in WAL records.
+    pub fn code(self) -> u8 {
+        match self {
+            Signal::Traces => 1,
+            Signal::Metrics => 2,
+            Signal::Logs => 3,
+        }
+    }
+
+    /// Inverse of [`Signal::code`].
+    pub fn from_code(code: u8) -> Option<Signal> {
+        Signal::ALL.into_iter().find(|s| s.code() == code)
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,253 @@
+//! Parquet storage: flushing buffered batches to files, recovering the set of
+//! WAL records files cover, compaction and retention. All file I/O goes
+//! through `object_store`, so the same code can write to S3 later.
+
+pub mod compaction;
+mod encode;
+pub mod layout;
+mod reader;
+pub mod recovery;
+pub mod retention;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use reader::StoreReader;
+use parquet::file::metadata::KeyValue;
+use serde::{Deserialize, Serialize};
+
+use crate::schema::Table;
+use crate::self_metrics::SelfMetrics;
+pub use encode::{sort, split_by_partition};
+use layout::{META_COMPACTED_FROM, META_FLUSH_FILES, META_FLUSH_ID, META_LSNS, Partition};
+
+/// Storage failures. Flushes that fail are retried; nothing is dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The object store failed.
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    /// Parquet encoding or decoding failed.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// Arrow compute failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Local file-system call failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// A batch did not have the expected columns.
+    #[error("schema: {0}")]
+    Schema(String),
+    /// A background task panicked or was cancelled.
+    #[error("background task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Flush, compaction and retention settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Flush a table's buffer once it holds this many rows.
+    pub flush_rows: usize,
+    /// Flush a table's buffer once it holds this many bytes of Arrow data.
+    pub flush_bytes: usize,
+    /// Flush a table's buffer once its oldest row has waited this long.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// How often compaction looks for small files to merge.
+    #[serde(with = "humantime_serde")]
+    pub compaction_interval: Duration,
+    /// A partition is compacted once it has at least this many small files.
+    pub compaction_min_files: usize,
+    /// Files at least this large are left alone by compaction; it also caps
+    /// the input of one compaction.
+    pub compaction_target_bytes: u64,
+    /// Partitions older than this are deleted.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            flush_rows: 500_000,
+            flush_bytes: 128 << 20,
+            flush_interval: Duration::from_secs(60),
+            compaction_interval: Duration::from_secs(300),
+            compaction_min_files: 4,
+            compaction_target_bytes: 128 << 20,
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+/// A data file and what its footer says about it.
+#[derive(Debug, Clone)]
+pub struct FileInfo {
+    /// Object metadata (path, size).
+    pub meta: ObjectMeta,
+    /// Table and partition.
+    pub table: Table,
+    /// Hour partition.
+    pub partition: Partition,
+    /// WAL records whose rows for this table the file holds.
+    pub lsns: BTreeSet<u64>,
+    /// The flush that wrote it (none for compacted files).
+    pub flush_id: Option<String>,
+    /// How many files that flush wrote.
+    pub flush_files: usize,
+    /// File names this file was compacted from.
+    pub compacted_from: Vec<String>,
+}
+
+/// The Parquet store.
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    /// Set for the local file system, where durability needs an explicit fsync.
+    local_root: Option<PathBuf>,
+    metrics: SelfMetrics,
+}
+
+impl Storage {
+    /// A store rooted at a local directory (created if missing).
+    pub fn local(root: PathBuf, metrics: SelfMetrics) -> Result<Storage, StorageError> {
+        std::fs::create_dir_all(&root)?;
+        let root = root.canonicalize()?;
+        let store = LocalFileSystem::new_with_prefix(&root)?;
+        Ok(Storage {
+            store: Arc::new(store),
+            local_root: Some(root),
+            metrics,
+        })
+    }
+
+    /// The underlying object store (for readers such as the query layer).
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    /// Writes `batches` of one table as one file per hour partition. The
+    /// files carry `lsns` and the flush id; they are durable when this returns.
+    pub async fn write_flush(
+        &self,
+        table: Table,
+        batches: Vec<RecordBatch>,
+        lsns: &BTreeSet<u64>,
+        fallback_ns: i64,
+    ) -> Result<Vec<Path>, StorageError> {
+        let flush_id: u64 = rand::random();
+        let lsn_text = layout::encode_lsns(lsns);
+        let parts = tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
+            let parts = split_by_partition(table, &batches, fallback_ns)?;
+            let n = parts.len();
+            parts
+                .into_iter()
+                .map(|(p, b)| {
+                    let meta = vec![
+                        KeyValue::new(META_LSNS.into(), lsn_text.clone()),
+                        KeyValue::new(META_FLUSH_ID.into(), format!("{flush_id:016x}")),
+                        KeyValue::new(META_FLUSH_FILES.into(), n.to_string()),
+                    ];
+                    let sorted = sort(table, &b)?;
+                    Ok((p, sorted.num_rows(), encode::encode(table, &sorted, meta)?))
+                })
+                .collect::<Result<Vec<_>, StorageError>>()
+        })
+        .await??;
+        let mut written = Vec::new();
+        for (p, rows, bytes) in parts {
+            let path = self.new_path(table, p, flush_id);
+            self.put_durable(&path, bytes, table, "flush").await?;
+            self.metrics.rows_written.with_label_values(&[table.name()]).inc_by(rows as u64);
+            written.push(path);
+        }
+        Ok(written)
+    }
+
+    fn new_path(&self, table: Table, p: Partition, id: u64) -> Path {
+        let ms = chrono::Utc::now().timestamp_millis();
+        p.prefix(table).clone().join(layout::file_name(ms, id))
+    }
+
+    /// Puts a file atomically and makes it durable.
+    async fn put_durable(&self, path: &Path, bytes: Vec<u8>, table: Table, reason: &str) -> Result<(), StorageError> {
+        let len = bytes.len() as u64;
+        self.store.put(path, PutPayload::from(bytes)).await?;
+        if let Some(root) = &self.local_root {
+            let file = root.join(path.as_ref());
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                std::fs::File::open(&file)?.sync_all()?;
+                // The rename that published the file is durable only once
+                // its directory is synced.
+                if let Some(dir) = file.parent() {
+                    std::fs::File::open(dir)?.sync_all()?;
+                }
+                Ok(())
+            })
+            .await??;
+        }
+        self.metrics.files_written.with_label_values(&[table.name(), reason]).inc();
+        self.metrics.bytes_written.with_label_values(&[table.name(), reason]).inc_by(len);
+        Ok(())
+    }
+
+    /// Lists the data files of a table (optionally one partition).
+    pub async fn list(&self, table: Table, partition: Option<Partition>) -> Result<Vec<ObjectMeta>, StorageError> {
+        let prefix = match partition {
+            Some(p) => p.prefix(table),
+            None => Path::from(table.name()),
+        };
+        let metas: Vec<ObjectMeta> = self.store.list(Some(&prefix)).try_collect().await?;
+        Ok(metas
+            .into_iter()
+            .filter(|m| layout::parse_path(&m.location).is_some())
+            .collect())
+    }
+
+    /// Reads a file's footer.
+    pub async fn file_info(&self, meta: ObjectMeta) -> Result<FileInfo, StorageError> {
+        let (table, partition) = layout::parse_path(&meta.location)
+            .ok_or_else(|| StorageError::Schema(format!("not a data file: {}", meta.location)))?;
+        let mut reader = StoreReader::new(self.store.clone(), meta.location.clone(), meta.size);
+        let md = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new()).await?;
+        let kv = md.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
+        let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
+        Ok(FileInfo {
+            table,
+            partition,
+            lsns: get(META_LSNS).and_then(|s| layout::decode_lsns(&s)).unwrap_or_default(),
+            flush_id: get(META_FLUSH_ID),
+            flush_files: get(META_FLUSH_FILES).and_then(|s| s.parse().ok()).unwrap_or(1),
+            compacted_from: get(META_COMPACTED_FROM)
+                .map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect())
+                .unwrap_or_default(),
+            meta,
+        })
+    }
+
+    /// Reads every row of a file.
+    pub async fn read_all(&self, meta: &ObjectMeta) -> Result<Vec<RecordBatch>, StorageError> {
+        let reader = StoreReader::new(self.store.clone(), meta.location.clone(), meta.size);
+        let stream = ParquetRecordBatchStreamBuilder::new(reader).await?.build()?;
+        Ok(stream.try_collect().await?)
+    }
+
+    /// Deletes a file (missing files are fine: deletion is idempotent).
+    pub async fn delete(&self, path: &Path) -> Result<(), StorageError> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

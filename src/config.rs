@@ -1,0 +1,188 @@
+//! `sightline run` configuration: defaults, then the YAML file (`--config`),
+//! then environment variables, then flags — each overriding the one before.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use collector::CollectorConfig;
+use collector::receive::OtlpConfig;
+use collector::storage::StorageConfig;
+use collector::wal::{FsyncPolicy, WalConfig};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Root of the WAL and Parquet files.
+    pub data_dir: PathBuf,
+    /// Budget for unflushed and in-flight data, in bytes.
+    pub memory_limit_bytes: u64,
+    /// Time allowed for a graceful shutdown (flush included).
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// The HTTP API (health, readiness, self-metrics).
+    pub http: HttpConfig,
+    /// OTLP receivers.
+    pub otlp: OtlpConfig,
+    /// Write-ahead log.
+    pub wal: WalConfig,
+    /// Parquet flushing, compaction and retention.
+    pub storage: StorageConfig,
+}
+
+/// HTTP API settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address.
+    pub addr: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { addr: ([0, 0, 0, 0], 8080).into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let c = CollectorConfig::default();
+        Self {
+            data_dir: c.data_dir,
+            memory_limit_bytes: c.memory_limit_bytes,
+            shutdown_timeout: Duration::from_secs(30),
+            http: HttpConfig::default(),
+            otlp: c.otlp,
+            wal: c.wal,
+            storage: c.storage,
+        }
+    }
+}
+
+impl Config {
+    /// The collector's part.
+    pub fn collector(&self) -> CollectorConfig {
+        CollectorConfig {
+            data_dir: self.data_dir.clone(),
+            memory_limit_bytes: self.memory_limit_bytes,
+            otlp: self.otlp.clone(),
+            wal: self.wal.clone(),
+            storage: self.storage.clone(),
+        }
+    }
+
+    /// Reads a YAML file; unknown keys are errors (a typo must not be ignored).
+    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        serde_yaml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Flags of `sightline run`. Every flag can also be set through the
+/// environment variable named next to it; flags win over the environment,
+/// which wins over the config file.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// YAML config file.
+    #[arg(long, env = "SIGHTLINE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Root of the WAL and Parquet files [default: ./sightline-data].
+    #[arg(long, env = "SIGHTLINE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Budget in bytes for unflushed and in-flight data; above it receivers
+    /// refuse with retryable errors [default: 536870912 (512 MiB)].
+    #[arg(long, env = "SIGHTLINE_MEMORY_LIMIT_BYTES")]
+    pub memory_limit_bytes: Option<u64>,
+    /// Time allowed for a graceful shutdown, e.g. `30s` [default: 30s].
+    #[arg(long, env = "SIGHTLINE_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
+    pub shutdown_timeout: Option<Duration>,
+    /// HTTP API address (health, readiness, /metrics) [default: 0.0.0.0:8080].
+    #[arg(long, env = "SIGHTLINE_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// OTLP/gRPC address [default: 0.0.0.0:4317].
+    #[arg(long, env = "SIGHTLINE_OTLP_GRPC_ADDR")]
+    pub otlp_grpc_addr: Option<SocketAddr>,
+    /// OTLP/HTTP address [default: 0.0.0.0:4318].
+    #[arg(long, env = "SIGHTLINE_OTLP_HTTP_ADDR")]
+    pub otlp_http_addr: Option<SocketAddr>,
+    /// Largest request body in bytes, after decompression [default: 20971520 (20 MiB)].
+    #[arg(long, env = "SIGHTLINE_OTLP_MAX_REQUEST_BYTES")]
+    pub otlp_max_request_bytes: Option<usize>,
+    /// WAL fsync policy: `always` (before every acknowledgement) or `never` [default: always].
+    #[arg(long, env = "SIGHTLINE_WAL_FSYNC", value_parser = parse_fsync)]
+    pub wal_fsync: Option<FsyncPolicy>,
+    /// WAL segment size in bytes [default: 67108864 (64 MiB)].
+    #[arg(long, env = "SIGHTLINE_WAL_SEGMENT_BYTES")]
+    pub wal_segment_bytes: Option<u64>,
+    /// Flush a table once it buffers this many rows [default: 500000].
+    #[arg(long, env = "SIGHTLINE_STORAGE_FLUSH_ROWS")]
+    pub storage_flush_rows: Option<usize>,
+    /// Flush a table once it buffers this many bytes [default: 134217728 (128 MiB)].
+    #[arg(long, env = "SIGHTLINE_STORAGE_FLUSH_BYTES")]
+    pub storage_flush_bytes: Option<usize>,
+    /// Flush a table once its oldest row is this old, e.g. `60s` [default: 60s].
+    #[arg(long, env = "SIGHTLINE_STORAGE_FLUSH_INTERVAL", value_parser = parse_duration)]
+    pub storage_flush_interval: Option<Duration>,
+    /// How often to compact small files and apply retention [default: 5m].
+    #[arg(long, env = "SIGHTLINE_STORAGE_COMPACTION_INTERVAL", value_parser = parse_duration)]
+    pub storage_compaction_interval: Option<Duration>,
+    /// Compact a partition once it has this many small files [default: 4].
+    #[arg(long, env = "SIGHTLINE_STORAGE_COMPACTION_MIN_FILES")]
+    pub storage_compaction_min_files: Option<usize>,
+    /// Files at least this large are not compacted [default: 134217728 (128 MiB)].
+    #[arg(long, env = "SIGHTLINE_STORAGE_COMPACTION_TARGET_BYTES")]
+    pub storage_compaction_target_bytes: Option<u64>,
+    /// Delete partitions older than this, e.g. `7d` [default: 7d].
+    #[arg(long, env = "SIGHTLINE_STORAGE_RETENTION", value_parser = parse_duration)]
+    pub storage_retention: Option<Duration>,
+}
+
+fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
+    match s {
+        "always" => Ok(FsyncPolicy::Always),
+        "never" => Ok(FsyncPolicy::Never),
+        _ => Err(format!("unknown fsync policy {s:?}: use always or never")),
+    }
+}
+
+fn set<T>(slot: &mut T, v: Option<T>) {
+    if let Some(v) = v {
+        *slot = v;
+    }
+}
+
+impl RunArgs {
+    /// Builds the effective configuration.
+    pub fn load(self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        set(&mut c.data_dir, self.data_dir);
+        set(&mut c.memory_limit_bytes, self.memory_limit_bytes);
+        set(&mut c.shutdown_timeout, self.shutdown_timeout);
+        set(&mut c.http.addr, self.http_addr);
+        set(&mut c.otlp.grpc_addr, self.otlp_grpc_addr);
+        set(&mut c.otlp.http_addr, self.otlp_http_addr);
+        set(&mut c.otlp.max_request_bytes, self.otlp_max_request_bytes);
+        set(&mut c.wal.fsync, self.wal_fsync);
+        set(&mut c.wal.segment_bytes, self.wal_segment_bytes);
+        let s = &mut c.storage;
+        set(&mut s.flush_rows, self.storage_flush_rows);
+        set(&mut s.flush_bytes, self.storage_flush_bytes);
+        set(&mut s.flush_interval, self.storage_flush_interval);
+        set(&mut s.compaction_interval, self.storage_compaction_interval);
+        set(&mut s.compaction_min_files, self.storage_compaction_min_files);
+        set(&mut s.compaction_target_bytes, self.storage_compaction_target_bytes);
+        set(&mut s.retention, self.storage_retention);
+        Ok(c)
+    }
+}

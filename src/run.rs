@@ -1,0 +1,76 @@
+//! `sightline run`: wires the receivers, the ingest pipeline and the HTTP API,
+//! and owns the process lifecycle (signals, graceful shutdown).
+
+use std::future::Future;
+
+use anyhow::Context;
+use collector::Ingest;
+use collector::receive::{grpc, http};
+use collector::self_metrics::SelfMetrics;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for {what}"))
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn termination() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {},
+    }
+}
+
+fn until(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Runs until a termination signal, then shuts down gracefully.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let metrics = SelfMetrics::new();
+    // Bind everything first so a taken port fails the start at once.
+    let api = bind(config.http.addr, "the HTTP API").await?;
+    let otlp_grpc = bind(config.otlp.grpc_addr, "OTLP/gRPC").await?;
+    let otlp_http = bind(config.otlp.http_addr, "OTLP/HTTP").await?;
+    let (ingest, pending) = Ingest::open(config.collector(), metrics).await.context("cannot open the data directory")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    // The API answers /-/healthy and /-/ready (503) while the WAL replays.
+    tracing::info!(addr = %api.local_addr()?, "HTTP API listening");
+    let api_task = tokio::spawn(
+        axum::serve(api, collector::admin::router(ingest.clone())).with_graceful_shutdown(until(stop_rx.clone())).into_future(),
+    );
+    ingest.replay(pending).await.context("WAL replay failed")?;
+    let background = ingest.spawn_background(stop_rx.clone());
+
+    let max = config.otlp.max_request_bytes;
+    tracing::info!(addr = %otlp_grpc.local_addr()?, "OTLP/gRPC receiver listening");
+    let grpc_task = tokio::spawn(grpc::serve(ingest.clone(), otlp_grpc, max, until(stop_rx.clone())));
+    tracing::info!(addr = %otlp_http.local_addr()?, "OTLP/HTTP receiver listening");
+    let http_task = tokio::spawn(
+        axum::serve(otlp_http, http::router(ingest.clone(), max)).with_graceful_shutdown(until(stop_rx.clone())).into_future(),
+    );
+
+    termination().await;
+    tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: refusing new requests and flushing");
+    let _ = stop_tx.send(true);
+    let drain = async {
+        let _ = grpc_task.await;
+        let _ = http_task.await;
+        let _ = background.await;
+        ingest.shutdown().await;
+        let _ = api_task.await;
+    };
+    if tokio::time::timeout(config.shutdown_timeout, drain).await.is_err() {
+        tracing::warn!("shutdown deadline passed before the flush finished; unflushed data stays in the WAL and is replayed at the next start");
+    } else {
+        tracing::info!("shutdown complete");
+    }
+    Ok(())
+}
