@@ -44,7 +44,9 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { addr: ([0, 0, 0, 0], 8080).into() }
+        Self {
+            addr: ([0, 0, 0, 0], 8080).into(),
+        }
     }
 }
 
@@ -77,8 +79,10 @@ impl Config {
 
     /// Reads a YAML file; unknown keys are errors (a typo must not be ignored).
     pub fn from_file(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-        serde_yaml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        serde_yaml::from_str(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))
     }
 }
 
@@ -180,8 +184,14 @@ impl RunArgs {
         set(&mut s.flush_bytes, self.storage_flush_bytes);
         set(&mut s.flush_interval, self.storage_flush_interval);
         set(&mut s.compaction_interval, self.storage_compaction_interval);
-        set(&mut s.compaction_min_files, self.storage_compaction_min_files);
-        set(&mut s.compaction_target_bytes, self.storage_compaction_target_bytes);
+        set(
+            &mut s.compaction_min_files,
+            self.storage_compaction_min_files,
+        );
+        set(
+            &mut s.compaction_target_bytes,
+            self.storage_compaction_target_bytes,
+        );
         set(&mut s.retention, self.storage_retention);
         Ok(c)
     }

@@ -19,17 +19,21 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the collector: OTLP receivers, WAL, Parquet storage and the HTTP API.
-    Run(config::RunArgs),
+    Run(Box<config::RunArgs>),
     /// Generate realistic OTLP traces and send them over gRPC as fast as possible.
     Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Run(args) => {
             let config = args.load()?;

@@ -1,7 +1,7 @@
 //! `sightline run`: wires the receivers, the ingest pipeline and the HTTP API,
 //! and owns the process lifecycle (signals, graceful shutdown).
 
-use std::future::Future;
+use std::future::IntoFuture;
 
 use anyhow::Context;
 use collector::Ingest;
@@ -13,7 +13,9 @@ use tokio::sync::watch;
 use crate::config::Config;
 
 async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} for {what}"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for {what}"))
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.
@@ -25,10 +27,8 @@ async fn termination() {
     }
 }
 
-fn until(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
+async fn until(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// Runs until a termination signal, then shuts down gracefully.
@@ -38,23 +38,34 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let api = bind(config.http.addr, "the HTTP API").await?;
     let otlp_grpc = bind(config.otlp.grpc_addr, "OTLP/gRPC").await?;
     let otlp_http = bind(config.otlp.http_addr, "OTLP/HTTP").await?;
-    let (ingest, pending) = Ingest::open(config.collector(), metrics).await.context("cannot open the data directory")?;
+    let (ingest, pending) = Ingest::open(config.collector(), metrics)
+        .await
+        .context("cannot open the data directory")?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
     // The API answers /-/healthy and /-/ready (503) while the WAL replays.
     tracing::info!(addr = %api.local_addr()?, "HTTP API listening");
     let api_task = tokio::spawn(
-        axum::serve(api, collector::admin::router(ingest.clone())).with_graceful_shutdown(until(stop_rx.clone())).into_future(),
+        axum::serve(api, collector::admin::router(ingest.clone()))
+            .with_graceful_shutdown(until(stop_rx.clone()))
+            .into_future(),
     );
     ingest.replay(pending).await.context("WAL replay failed")?;
     let background = ingest.spawn_background(stop_rx.clone());
 
     let max = config.otlp.max_request_bytes;
     tracing::info!(addr = %otlp_grpc.local_addr()?, "OTLP/gRPC receiver listening");
-    let grpc_task = tokio::spawn(grpc::serve(ingest.clone(), otlp_grpc, max, until(stop_rx.clone())));
+    let grpc_task = tokio::spawn(grpc::serve(
+        ingest.clone(),
+        otlp_grpc,
+        max,
+        until(stop_rx.clone()),
+    ));
     tracing::info!(addr = %otlp_http.local_addr()?, "OTLP/HTTP receiver listening");
     let http_task = tokio::spawn(
-        axum::serve(otlp_http, http::router(ingest.clone(), max)).with_graceful_shutdown(until(stop_rx.clone())).into_future(),
+        axum::serve(otlp_http, http::router(ingest.clone(), max))
+            .with_graceful_shutdown(until(stop_rx.clone()))
+            .into_future(),
     );
 
     termination().await;
@@ -67,8 +78,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ingest.shutdown().await;
         let _ = api_task.await;
     };
-    if tokio::time::timeout(config.shutdown_timeout, drain).await.is_err() {
-        tracing::warn!("shutdown deadline passed before the flush finished; unflushed data stays in the WAL and is replayed at the next start");
+    if tokio::time::timeout(config.shutdown_timeout, drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "shutdown deadline passed before the flush finished; unflushed data stays in the WAL and is replayed at the next start"
+        );
     } else {
         tracing::info!("shutdown complete");
     }

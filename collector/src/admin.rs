@@ -22,13 +22,19 @@ async fn ready(State(ingest): State<Ingest>) -> impl IntoResponse {
     if ingest.is_ready() {
         (StatusCode::OK, "Sightline is Ready.\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "Replaying the write-ahead log.\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Replaying the write-ahead log.\n",
+        )
     }
 }
 
 async fn metrics(State(ingest): State<Ingest>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         ingest.metrics().render(),
     )
 }

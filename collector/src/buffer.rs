@@ -23,7 +23,11 @@ impl MemoryBudget {
     pub fn new(limit: u64, metrics: SelfMetrics) -> Self {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         metrics.memory_limit_bytes.set(limit);
-        Self { used: AtomicI64::new(0), limit, metrics }
+        Self {
+            used: AtomicI64::new(0),
+            limit,
+            metrics,
+        }
     }
 
     /// Reserves `n` bytes unless that would exceed the limit.
@@ -34,7 +38,10 @@ impl MemoryBudget {
             if cur + n > self.limit && cur > 0 {
                 return false;
             }
-            match self.used.compare_exchange_weak(cur, cur + n, Ordering::AcqRel, Ordering::Relaxed) {
+            match self
+                .used
+                .compare_exchange_weak(cur, cur + n, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => {
                     self.metrics.memory_bytes.set(cur + n);
                     return true;

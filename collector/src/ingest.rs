@@ -113,7 +113,10 @@ pub struct Ingest {
 impl Ingest {
     /// Opens the WAL and storage under `config.data_dir` and reconciles them.
     /// The returned handle is not ready until [`Ingest::replay`] has run.
-    pub async fn open(config: CollectorConfig, metrics: SelfMetrics) -> Result<(Ingest, PendingReplay), StartError> {
+    pub async fn open(
+        config: CollectorConfig,
+        metrics: SelfMetrics,
+    ) -> Result<(Ingest, PendingReplay), StartError> {
         let (wal, replay) = Wal::open(&config.data_dir.join("wal"), &config.wal, metrics.clone())?;
         metrics.wal_segments.set(wal.segment_count() as i64);
         let storage = Storage::local(config.data_dir.join("tables"), metrics.clone())?;
@@ -140,21 +143,34 @@ impl Ingest {
     /// Replays every acknowledged WAL record not yet in Parquet, then marks
     /// the pipeline ready.
     pub async fn replay(&self, pending: PendingReplay) -> Result<(), StartError> {
-        let replayed = self.replay_records(pending.replay.records(), &pending.covered).await;
-        tracing::info!(records = replayed, covered = pending.covered.len(), "WAL replay finished");
+        let replayed = self
+            .replay_records(pending.replay.records(), &pending.covered)
+            .await;
+        tracing::info!(
+            records = replayed,
+            covered = pending.covered.len(),
+            "WAL replay finished"
+        );
         self.inner.wal.truncate()?;
         self.inner.ready.store(true, Ordering::Release);
         Ok(())
     }
 
     /// [`Ingest::open`] followed by [`Ingest::replay`].
-    pub async fn start(config: CollectorConfig, metrics: SelfMetrics) -> Result<Ingest, StartError> {
+    pub async fn start(
+        config: CollectorConfig,
+        metrics: SelfMetrics,
+    ) -> Result<Ingest, StartError> {
         let (ingest, pending) = Ingest::open(config, metrics).await?;
         ingest.replay(pending).await?;
         Ok(ingest)
     }
 
-    async fn replay_records(&self, records: impl Iterator<Item = Record>, covered: &Covered) -> usize {
+    async fn replay_records(
+        &self,
+        records: impl Iterator<Item = Record>,
+        covered: &Covered,
+    ) -> usize {
         let mut n = 0;
         for rec in records {
             let payload = match Payload::decode(rec.signal, Encoding::Protobuf, &rec.payload) {
@@ -216,7 +232,11 @@ impl Ingest {
 
     /// Validates, persists and acknowledges one request. On `Ok`, every item
     /// not listed in the returned rejection is durable and will be stored.
-    pub async fn export(&self, transport: Transport, mut payload: Payload) -> Result<Rejected, ExportError> {
+    pub async fn export(
+        &self,
+        transport: Transport,
+        mut payload: Payload,
+    ) -> Result<Rejected, ExportError> {
         let signal = payload.signal();
         let m = &self.inner.metrics;
         let received = payload.item_count();
@@ -224,7 +244,14 @@ impl Ingest {
         m.items_received.with_label_values(&labels).inc_by(received);
         let rejected = payload.validate();
         if rejected.count > 0 {
-            events::ItemsRejected { signal, transport, reason: "invalid", count: rejected.count, message: &rejected.message }.emit(m);
+            events::ItemsRejected {
+                signal,
+                transport,
+                reason: "invalid",
+                count: rejected.count,
+                message: &rejected.message,
+            }
+            .emit(m);
         }
         let accepted = received.saturating_sub(rejected.count);
         if accepted == 0 {
@@ -233,16 +260,38 @@ impl Ingest {
         let estimate = payload.encoded_len() * ARROW_EXPANSION;
         if !self.inner.budget.try_reserve(estimate) {
             m.overload_rejections.with_label_values(&labels).inc();
-            let err = ExportError::Overloaded { used: self.inner.budget.used(), limit: self.inner.config.memory_limit_bytes };
-            events::ItemsRejected { signal, transport, reason: "overloaded", count: accepted, message: &err.to_string() }.emit(m);
+            let err = ExportError::Overloaded {
+                used: self.inner.budget.used(),
+                limit: self.inner.config.memory_limit_bytes,
+            };
+            events::ItemsRejected {
+                signal,
+                transport,
+                reason: "overloaded",
+                count: accepted,
+                message: &err.to_string(),
+            }
+            .emit(m);
             return Err(err);
         }
         let received_at = now_nanos();
-        let lsn = match self.inner.wal.append(signal, received_at, payload.encode_to_vec()).await {
+        let lsn = match self
+            .inner
+            .wal
+            .append(signal, received_at, payload.encode_to_vec())
+            .await
+        {
             Ok(lsn) => lsn,
             Err(e) => {
                 self.inner.budget.release(estimate);
-                events::ItemsRejected { signal, transport, reason: "wal_error", count: accepted, message: &e.to_string() }.emit(m);
+                events::ItemsRejected {
+                    signal,
+                    transport,
+                    reason: "wal_error",
+                    count: accepted,
+                    message: &e.to_string(),
+                }
+                .emit(m);
                 return Err(e.into());
             }
         };
@@ -256,7 +305,9 @@ impl Ingest {
         let this = self.clone();
         tokio::spawn(async move {
             let batches = match this.inner.convert_slots.acquire().await {
-                Ok(_permit) => tokio::task::spawn_blocking(move || convert(&payload, received_at)).await,
+                Ok(_permit) => {
+                    tokio::task::spawn_blocking(move || convert(&payload, received_at)).await
+                }
                 Err(_) => unreachable!("the conversion semaphore is never closed"),
             };
             match batches {
@@ -267,7 +318,9 @@ impl Ingest {
                 }
                 // The WAL keeps the record (its reference is never dropped),
                 // so the next start replays it: nothing is lost.
-                Err(e) => tracing::error!(lsn, error = %e, "conversion panicked; the record stays in the WAL"),
+                Err(e) => {
+                    tracing::error!(lsn, error = %e, "conversion panicked; the record stays in the WAL")
+                }
             }
             this.inner.wal.release(&[lsn]);
             this.inner.budget.release(estimate);
@@ -279,7 +332,11 @@ impl Ingest {
 
     fn flush_policy(&self) -> FlushPolicy {
         let s = &self.inner.config.storage;
-        FlushPolicy { rows: s.flush_rows, bytes: s.flush_bytes, age: s.flush_interval }
+        FlushPolicy {
+            rows: s.flush_rows,
+            bytes: s.flush_bytes,
+            age: s.flush_interval,
+        }
     }
 
     /// Flushes the tables that are due (or all when `all`).
@@ -289,13 +346,22 @@ impl Ingest {
             self.flush_one(taken).await;
         }
         for (table, rows) in self.inner.buffer.rows() {
-            self.inner.metrics.buffer_rows.with_label_values(&[table.name()]).set(rows as i64);
+            self.inner
+                .metrics
+                .buffer_rows
+                .with_label_values(&[table.name()])
+                .set(rows as i64);
         }
     }
 
     async fn flush_one(&self, taken: Taken) {
         let table = taken.table;
-        let timer = self.inner.metrics.flush_seconds.with_label_values(&[table.name()]).start_timer();
+        let timer = self
+            .inner
+            .metrics
+            .flush_seconds
+            .with_label_values(&[table.name()])
+            .start_timer();
         let lsns = taken.lsn_set();
         let result = self
             .inner
@@ -309,7 +375,11 @@ impl Ingest {
                 self.inner.wal.release(&taken.lsns);
                 self.inner.budget.release(taken.bytes);
                 match self.inner.wal.truncate() {
-                    Ok(n) if n > 0 => self.inner.metrics.wal_segments.set(self.inner.wal.segment_count() as i64),
+                    Ok(n) if n > 0 => self
+                        .inner
+                        .metrics
+                        .wal_segments
+                        .set(self.inner.wal.segment_count() as i64),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot delete WAL segments; will retry"),
                 }
@@ -317,7 +387,11 @@ impl Ingest {
             }
             Err(e) => {
                 timer.stop_and_discard();
-                self.inner.metrics.flush_errors.with_label_values(&[table.name()]).inc();
+                self.inner
+                    .metrics
+                    .flush_errors
+                    .with_label_values(&[table.name()])
+                    .inc();
                 tracing::error!(%table, error = %e, "flush failed; the rows stay buffered and will be retried");
                 self.inner.buffer.restore(taken);
             }
@@ -329,7 +403,8 @@ impl Ingest {
         let this = self.clone();
         tokio::spawn(async move {
             let mut flush_tick = tokio::time::interval(Duration::from_millis(500));
-            let mut maint_tick = tokio::time::interval(this.inner.config.storage.compaction_interval);
+            let mut maint_tick =
+                tokio::time::interval(this.inner.config.storage.compaction_interval);
             flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             maint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -345,12 +420,15 @@ impl Ingest {
     /// One round of compaction and retention.
     pub async fn maintain(&self) {
         let cfg = &self.inner.config.storage;
-        if let Err(e) = retention::apply(&self.inner.storage, cfg.retention, now_nanos() as i64).await {
+        if let Err(e) =
+            retention::apply(&self.inner.storage, cfg.retention, now_nanos() as i64).await
+        {
             tracing::warn!(error = %e, "retention failed; will retry");
         }
         for table in Table::ALL {
             let oldest = self.inner.wal.oldest_lsn();
-            if let Err(e) = compaction::compact_table(&self.inner.storage, table, cfg, oldest).await {
+            if let Err(e) = compaction::compact_table(&self.inner.storage, table, cfg, oldest).await
+            {
                 tracing::warn!(%table, error = %e, "compaction failed; will retry");
             }
         }

@@ -161,19 +161,19 @@ impl Payload {
         let n = i64::try_from(rejected.count).unwrap_or(i64::MAX);
         match signal {
             Signal::Traces => Response::Traces(ExportTraceServiceResponse {
-                partial_success: partial.then(|| ExportTracePartialSuccess {
+                partial_success: partial.then_some(ExportTracePartialSuccess {
                     rejected_spans: n,
                     error_message: msg,
                 }),
             }),
             Signal::Metrics => Response::Metrics(ExportMetricsServiceResponse {
-                partial_success: partial.then(|| ExportMetricsPartialSuccess {
+                partial_success: partial.then_some(ExportMetricsPartialSuccess {
                     rejected_data_points: n,
                     error_message: msg,
                 }),
             }),
             Signal::Logs => Response::Logs(ExportLogsServiceResponse {
-                partial_success: partial.then(|| ExportLogsPartialSuccess {
+                partial_success: partial.then_some(ExportLogsPartialSuccess {
                     rejected_log_records: n,
                     error_message: msg,
                 }),
@@ -346,9 +346,9 @@ fn validate_metric(m: &mut Metric, rej: &mut Rejected) -> bool {
         Some(Data::ExponentialHistogram(h)) => retain_points(&mut h.data_points, &name, rej, |p| {
             check_time(p.time_unix_nano).and_then(|_| check_exemplars(&p.exemplars))
         }),
-        Some(Data::Summary(s)) => {
-            retain_points(&mut s.data_points, &name, rej, |p| check_time(p.time_unix_nano))
-        }
+        Some(Data::Summary(s)) => retain_points(&mut s.data_points, &name, rej, |p| {
+            check_time(p.time_unix_nano)
+        }),
     }
     true
 }
@@ -381,7 +381,11 @@ mod tests {
         let mut p = Payload::Traces(ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
                 scope_spans: vec![ScopeSpans {
-                    spans: vec![span(vec![7; 16], "ok"), span(vec![7; 8], "short"), span(vec![0; 16], "zero")],
+                    spans: vec![
+                        span(vec![7; 16], "ok"),
+                        span(vec![7; 8], "short"),
+                        span(vec![0; 16], "zero"),
+                    ],
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -389,7 +393,11 @@ mod tests {
         });
         let rej = p.validate();
         assert_eq!(rej.count, 2);
-        assert!(rej.message.contains("trace_id must be 16 bytes, got 8"), "{}", rej.message);
+        assert!(
+            rej.message.contains("trace_id must be 16 bytes, got 8"),
+            "{}",
+            rej.message
+        );
         assert!(rej.message.contains("all zeros"), "{}", rej.message);
         assert_eq!(p.item_count(), 1);
     }

@@ -62,13 +62,24 @@ impl Default for SelfMetrics {
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(c.clone())).expect("unique metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
     c
 }
 
-fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
-    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric");
-    registry.register(Box::new(h.clone())).expect("unique metric");
+fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("unique metric");
     h
 }
 
@@ -82,36 +93,68 @@ impl SelfMetrics {
                 .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).expect("buckets")),
         )
         .expect("valid metric");
-        r.register(Box::new(wal_fsync_seconds.clone())).expect("unique metric");
+        r.register(Box::new(wal_fsync_seconds.clone()))
+            .expect("unique metric");
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
             r.register(Box::new(g.clone())).expect("unique metric");
             g
         };
-        let wal_bytes_written = IntCounter::new("sightline_wal_written_bytes_total", "Bytes appended to the WAL.")
-            .expect("valid metric");
-        r.register(Box::new(wal_bytes_written.clone())).expect("unique metric");
-        let wal_replayed_records =
-            IntCounter::new("sightline_wal_replayed_records_total", "WAL records replayed at start.")
-                .expect("valid metric");
-        r.register(Box::new(wal_replayed_records.clone())).expect("unique metric");
+        let wal_bytes_written = IntCounter::new(
+            "sightline_wal_written_bytes_total",
+            "Bytes appended to the WAL.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(wal_bytes_written.clone()))
+            .expect("unique metric");
+        let wal_replayed_records = IntCounter::new(
+            "sightline_wal_replayed_records_total",
+            "WAL records replayed at start.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(wal_replayed_records.clone()))
+            .expect("unique metric");
         let buffer_rows = prometheus::IntGaugeVec::new(
-            Opts::new("sightline_buffer_rows", "Rows waiting in the in-memory buffer."),
+            Opts::new(
+                "sightline_buffer_rows",
+                "Rows waiting in the in-memory buffer.",
+            ),
             &["table"],
         )
         .expect("valid metric");
-        r.register(Box::new(buffer_rows.clone())).expect("unique metric");
+        r.register(Box::new(buffer_rows.clone()))
+            .expect("unique metric");
         SelfMetrics {
-            items_received: counter_vec(&r, "sightline_receiver_received_items_total", "Items received.", sl),
-            items_accepted: counter_vec(&r, "sightline_receiver_accepted_items_total", "Items accepted (durable and acknowledged).", sl),
+            items_received: counter_vec(
+                &r,
+                "sightline_receiver_received_items_total",
+                "Items received.",
+                sl,
+            ),
+            items_accepted: counter_vec(
+                &r,
+                "sightline_receiver_accepted_items_total",
+                "Items accepted (durable and acknowledged).",
+                sl,
+            ),
             items_rejected: counter_vec(
                 &r,
                 "sightline_receiver_rejected_items_total",
                 "Items refused, by reason.",
                 &["signal", "transport", "reason"],
             ),
-            requests: counter_vec(&r, "sightline_receiver_requests_total", "Export requests by outcome.", &["signal", "transport", "outcome"]),
-            request_bytes: counter_vec(&r, "sightline_receiver_request_bytes_total", "Request body bytes after decompression.", sl),
+            requests: counter_vec(
+                &r,
+                "sightline_receiver_requests_total",
+                "Export requests by outcome.",
+                &["signal", "transport", "outcome"],
+            ),
+            request_bytes: counter_vec(
+                &r,
+                "sightline_receiver_request_bytes_total",
+                "Request body bytes after decompression.",
+                sl,
+            ),
             overload_rejections: counter_vec(
                 &r,
                 "sightline_receiver_overload_rejections_total",
@@ -122,8 +165,14 @@ impl SelfMetrics {
             wal_bytes_written,
             wal_segments: gauge("sightline_wal_segments", "WAL segment files."),
             wal_replayed_records,
-            memory_bytes: gauge("sightline_memory_used_bytes", "Bytes of unflushed and in-flight data."),
-            memory_limit_bytes: gauge("sightline_memory_limit_bytes", "The memory budget for unflushed and in-flight data."),
+            memory_bytes: gauge(
+                "sightline_memory_used_bytes",
+                "Bytes of unflushed and in-flight data.",
+            ),
+            memory_limit_bytes: gauge(
+                "sightline_memory_limit_bytes",
+                "The memory budget for unflushed and in-flight data.",
+            ),
             buffer_rows,
             flush_seconds: histogram_vec(
                 &r,
@@ -132,11 +181,36 @@ impl SelfMetrics {
                 &["table"],
                 prometheus::exponential_buckets(0.001, 2.0, 16).expect("buckets"),
             ),
-            flush_errors: counter_vec(&r, "sightline_storage_flush_errors_total", "Failed flushes (retried).", &["table"]),
-            files_written: counter_vec(&r, "sightline_storage_written_files_total", "Parquet files written.", &["table", "reason"]),
-            bytes_written: counter_vec(&r, "sightline_storage_written_bytes_total", "Parquet bytes written.", &["table", "reason"]),
-            rows_written: counter_vec(&r, "sightline_storage_written_rows_total", "Rows written to Parquet by flushes.", &["table"]),
-            compactions: counter_vec(&r, "sightline_storage_compactions_total", "Compactions completed.", &["table"]),
+            flush_errors: counter_vec(
+                &r,
+                "sightline_storage_flush_errors_total",
+                "Failed flushes (retried).",
+                &["table"],
+            ),
+            files_written: counter_vec(
+                &r,
+                "sightline_storage_written_files_total",
+                "Parquet files written.",
+                &["table", "reason"],
+            ),
+            bytes_written: counter_vec(
+                &r,
+                "sightline_storage_written_bytes_total",
+                "Parquet bytes written.",
+                &["table", "reason"],
+            ),
+            rows_written: counter_vec(
+                &r,
+                "sightline_storage_written_rows_total",
+                "Rows written to Parquet by flushes.",
+                &["table"],
+            ),
+            compactions: counter_vec(
+                &r,
+                "sightline_storage_compactions_total",
+                "Compactions completed.",
+                &["table"],
+            ),
             retention_deleted_files: counter_vec(
                 &r,
                 "sightline_storage_retention_deleted_files_total",

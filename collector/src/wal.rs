@@ -145,7 +145,11 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 impl Wal {
     /// Opens the log in `dir`, returning the handle and the segments to replay
     /// (oldest first). A fresh segment is started for new appends.
-    pub fn open(dir: &Path, config: &WalConfig, metrics: SelfMetrics) -> Result<(Wal, WalReplay), WalError> {
+    pub fn open(
+        dir: &Path,
+        config: &WalConfig,
+        metrics: SelfMetrics,
+    ) -> Result<(Wal, WalReplay), WalError> {
         fs::create_dir_all(dir)?;
         let old = list_segments(dir)?;
         let mut next_lsn = 1;
@@ -162,9 +166,16 @@ impl Wal {
             segments.pop();
         }
         let active = segment_path(dir, next_lsn);
-        let file = OpenOptions::new().create(true).write(true).truncate(true).open(&active)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&active)?;
         sync_dir(dir)?;
-        segments.push(Segment { first_lsn: next_lsn, path: active });
+        segments.push(Segment {
+            first_lsn: next_lsn,
+            path: active,
+        });
         let shared = Arc::new(Shared {
             refs: Mutex::new(BTreeMap::new()),
             segments: Mutex::new(segments),
@@ -184,15 +195,30 @@ impl Wal {
         std::thread::Builder::new()
             .name("sightline-wal".into())
             .spawn(move || writer.run())?;
-        Ok((Wal { tx, shared }, WalReplay { paths: replay_paths }))
+        Ok((
+            Wal { tx, shared },
+            WalReplay {
+                paths: replay_paths,
+            },
+        ))
     }
 
     /// Appends a record and waits until it is durable (per the fsync policy).
     /// Returns its LSN, which holds one reference until [`Wal::release`].
-    pub async fn append(&self, signal: Signal, received_at: u64, payload: Vec<u8>) -> Result<u64, WalError> {
+    pub async fn append(
+        &self,
+        signal: Signal,
+        received_at: u64,
+        payload: Vec<u8>,
+    ) -> Result<u64, WalError> {
         let (done, rx) = oneshot::channel();
         self.tx
-            .send(Append { signal, received_at, payload, done })
+            .send(Append {
+                signal,
+                received_at,
+                payload,
+                done,
+            })
             .await
             .map_err(|_| WalError::Closed)?;
         rx.await.map_err(|_| WalError::Closed)?
@@ -201,7 +227,13 @@ impl Wal {
     /// Adds `n` references to a record (one per table buffer that holds its rows).
     pub fn retain(&self, lsn: u64, n: u32) {
         if n > 0 {
-            *self.shared.refs.lock().expect("wal refs lock").entry(lsn).or_default() += n;
+            *self
+                .shared
+                .refs
+                .lock()
+                .expect("wal refs lock")
+                .entry(lsn)
+                .or_default() += n;
         }
     }
 
@@ -221,7 +253,12 @@ impl Wal {
 
     /// The oldest LSN still in the log (lower LSNs are all in Parquet).
     pub fn oldest_lsn(&self) -> u64 {
-        self.shared.segments.lock().expect("wal segments lock").first().map_or(0, |s| s.first_lsn)
+        self.shared
+            .segments
+            .lock()
+            .expect("wal segments lock")
+            .first()
+            .map_or(0, |s| s.first_lsn)
     }
 
     /// Deletes closed segments none of whose records is still referenced.
@@ -253,7 +290,11 @@ impl Wal {
 
     /// Number of segment files.
     pub fn segment_count(&self) -> usize {
-        self.shared.segments.lock().expect("wal segments lock").len()
+        self.shared
+            .segments
+            .lock()
+            .expect("wal segments lock")
+            .len()
     }
 }
 
@@ -266,13 +307,16 @@ impl WalReplay {
     /// Reads every record, oldest first. A torn or corrupt record ends its
     /// segment (everything before it was acknowledged; it was not).
     pub fn records(self) -> impl Iterator<Item = Record> {
-        self.paths.into_iter().flat_map(|p| match SegmentReader::open(&p) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::error!(path = %p.display(), error = %e, "cannot read WAL segment");
-                None
-            }
-        }).flatten()
+        self.paths
+            .into_iter()
+            .flat_map(|p| match SegmentReader::open(&p) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!(path = %p.display(), error = %e, "cannot read WAL segment");
+                    None
+                }
+            })
+            .flatten()
     }
 }
 
@@ -301,7 +345,10 @@ impl SegmentReader {
         let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
         let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
         if len > MAX_RECORD {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "record length out of range"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "record length out of range",
+            ));
         }
         let mut payload = vec![0u8; len as usize];
         self.reader.read_exact(&mut payload)?;
@@ -309,13 +356,21 @@ impl SegmentReader {
         h.update(&header[8..]);
         h.update(&payload);
         if h.finalize() != crc {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "checksum mismatch"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "checksum mismatch",
+            ));
         }
         let lsn = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
         let signal = Signal::from_code(header[16])
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown signal"))?;
         let received_at = u64::from_le_bytes(header[17..25].try_into().expect("8 bytes"));
-        Ok(Some(Record { lsn, signal, received_at, payload }))
+        Ok(Some(Record {
+            lsn,
+            signal,
+            received_at,
+            payload,
+        }))
     }
 }
 
@@ -417,22 +472,32 @@ impl Writer {
         if self.config.fsync == FsyncPolicy::Always {
             let start = Instant::now();
             self.file.sync_data()?;
-            self.metrics.wal_fsync_seconds.observe(start.elapsed().as_secs_f64());
+            self.metrics
+                .wal_fsync_seconds
+                .observe(start.elapsed().as_secs_f64());
         }
         Ok(())
     }
 
     fn rotate(&mut self) -> io::Result<()> {
         let path = segment_path(&self.shared.dir, self.next_lsn);
-        let file = OpenOptions::new().create(true).write(true).truncate(true).open(&path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&path)?;
         sync_dir(&self.shared.dir)?;
         self.file.sync_all()?;
         self.file = file;
         self.written = 0;
-        self.shared.segments.lock().expect("wal segments lock").push(Segment {
-            first_lsn: self.next_lsn,
-            path,
-        });
+        self.shared
+            .segments
+            .lock()
+            .expect("wal segments lock")
+            .push(Segment {
+                first_lsn: self.next_lsn,
+                path,
+            });
         self.metrics.wal_segments.inc();
         Ok(())
     }
@@ -443,7 +508,10 @@ mod tests {
     use super::*;
 
     fn open(dir: &Path, segment_bytes: u64) -> (Wal, Vec<Record>) {
-        let cfg = WalConfig { fsync: FsyncPolicy::Always, segment_bytes };
+        let cfg = WalConfig {
+            fsync: FsyncPolicy::Always,
+            segment_bytes,
+        };
         let (wal, replay) = Wal::open(dir, &cfg, SelfMetrics::new()).unwrap();
         (wal, replay.records().collect())
     }
@@ -453,13 +521,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (wal, old) = open(dir.path(), 1 << 20);
         assert!(old.is_empty());
-        let a = wal.append(Signal::Traces, 5, b"one".to_vec()).await.unwrap();
+        let a = wal
+            .append(Signal::Traces, 5, b"one".to_vec())
+            .await
+            .unwrap();
         let b = wal.append(Signal::Logs, 6, b"two".to_vec()).await.unwrap();
         assert_eq!((a, b), (1, 2));
         drop(wal);
         let (wal, old) = open(dir.path(), 1 << 20);
-        let got: Vec<_> = old.iter().map(|r| (r.lsn, r.signal, r.received_at, r.payload.clone())).collect();
-        assert_eq!(got, vec![(1, Signal::Traces, 5, b"one".to_vec()), (2, Signal::Logs, 6, b"two".to_vec())]);
+        let got: Vec<_> = old
+            .iter()
+            .map(|r| (r.lsn, r.signal, r.received_at, r.payload.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, Signal::Traces, 5, b"one".to_vec()),
+                (2, Signal::Logs, 6, b"two".to_vec())
+            ]
+        );
         assert_eq!(wal.append(Signal::Metrics, 7, vec![]).await.unwrap(), 3);
     }
 
@@ -472,7 +552,12 @@ mod tests {
         drop(wal);
         let seg = list_segments(dir.path()).unwrap().pop().unwrap();
         let len = fs::metadata(&seg.path).unwrap().len();
-        OpenOptions::new().write(true).open(&seg.path).unwrap().set_len(len - 10).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&seg.path)
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
         let (wal, old) = open(dir.path(), 1 << 20);
         assert_eq!(old.len(), 1);
         assert_eq!(wal.append(Signal::Traces, 1, vec![]).await.unwrap(), 2);

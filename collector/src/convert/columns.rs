@@ -7,9 +7,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, ListArray, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder,
-    Int64Builder, MapArray, StringBuilder, StructArray, TimestampNanosecondBuilder,
-    UInt32Builder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int64Builder,
+    ListArray, MapArray, StringBuilder, StructArray, TimestampNanosecondBuilder, UInt32Builder,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, TimeUnit};
@@ -423,7 +422,11 @@ pub fn list_of_structs(name: &str, fields: Vec<Column>, offsets: Vec<i32>) -> Co
     let fields = Fields::from(fs);
     let item = Arc::new(Field::new("item", DataType::Struct(fields.clone()), false));
     let values = StructArray::new(fields, arrays, None);
-    let list = ListArray::new(item.clone(), OffsetBuffer::new(offsets.into()), Arc::new(values), None);
+    let list = ListArray::new(
+        item.clone(),
+        OffsetBuffer::new(offsets.into()),
+        Arc::new(values),
+        None,
+    );
     (field(name, DataType::List(item), false), Arc::new(list))
 }
-

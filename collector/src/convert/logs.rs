@@ -89,7 +89,10 @@ impl LogsBuilder {
     /// Finishes the record batch.
     pub fn finish(&mut self) -> RecordBatch {
         let mut cols: Vec<Column> = Vec::new();
-        cols.push((field("time", timestamp_type(), true), Arc::new(self.time.finish())));
+        cols.push((
+            field("time", timestamp_type(), true),
+            Arc::new(self.time.finish()),
+        ));
         cols.push((
             field("observed_time", timestamp_type(), true),
             Arc::new(self.observed_time.finish()),
@@ -107,15 +110,30 @@ impl LogsBuilder {
             field("body", DataType::Struct(any_value_fields()), true),
             Arc::new(self.body.finish()),
         ));
-        cols.push((field("attributes", attributes_type(), false), Arc::new(self.attributes.finish())));
+        cols.push((
+            field("attributes", attributes_type(), false),
+            Arc::new(self.attributes.finish()),
+        ));
         cols.push((
             field("dropped_attributes_count", DataType::UInt32, false),
             Arc::new(self.dropped_attributes.finish()),
         ));
-        cols.push((field("flags", DataType::UInt32, false), Arc::new(self.flags.finish())));
-        cols.push((field("trace_id", DataType::FixedSizeBinary(16), true), self.trace_id.finish()));
-        cols.push((field("span_id", DataType::FixedSizeBinary(8), true), self.span_id.finish()));
-        cols.push((field("event_name", DataType::Utf8, true), Arc::new(self.event_name.finish())));
+        cols.push((
+            field("flags", DataType::UInt32, false),
+            Arc::new(self.flags.finish()),
+        ));
+        cols.push((
+            field("trace_id", DataType::FixedSizeBinary(16), true),
+            self.trace_id.finish(),
+        ));
+        cols.push((
+            field("span_id", DataType::FixedSizeBinary(8), true),
+            self.span_id.finish(),
+        ));
+        cols.push((
+            field("event_name", DataType::Utf8, true),
+            Arc::new(self.event_name.finish()),
+        ));
         self.context.finish_rest(&mut cols);
         super::batch_from_columns(cols)
     }

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
-    RecordBatch, StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, RecordBatch,
+    StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -81,21 +81,39 @@ impl PointBuilder {
     }
 
     fn finish_head(&mut self, cols: &mut Vec<Column>) {
-        cols.push((field("time", timestamp_type(), true), Arc::new(self.time.finish())));
-        cols.push((field("start_time", timestamp_type(), true), Arc::new(self.start_time.finish())));
-        cols.push((field("metric_name", DataType::Utf8, false), Arc::new(self.metric_name.finish())));
+        cols.push((
+            field("time", timestamp_type(), true),
+            Arc::new(self.time.finish()),
+        ));
+        cols.push((
+            field("start_time", timestamp_type(), true),
+            Arc::new(self.start_time.finish()),
+        ));
+        cols.push((
+            field("metric_name", DataType::Utf8, false),
+            Arc::new(self.metric_name.finish()),
+        ));
         self.context.finish_promoted(cols);
-        cols.push((field("attributes", attributes_type(), false), Arc::new(self.attributes.finish())));
+        cols.push((
+            field("attributes", attributes_type(), false),
+            Arc::new(self.attributes.finish()),
+        ));
     }
 
     fn finish_tail(&mut self, cols: &mut Vec<Column>) {
-        cols.push((field("flags", DataType::UInt32, false), Arc::new(self.flags.finish())));
+        cols.push((
+            field("flags", DataType::UInt32, false),
+            Arc::new(self.flags.finish()),
+        ));
         cols.push(self.exemplars.finish());
         cols.push((
             field("metric_description", DataType::Utf8, true),
             Arc::new(self.metric_description.finish()),
         ));
-        cols.push((field("metric_unit", DataType::Utf8, true), Arc::new(self.metric_unit.finish())));
+        cols.push((
+            field("metric_unit", DataType::Utf8, true),
+            Arc::new(self.metric_unit.finish()),
+        ));
         cols.push((
             field("metric_metadata", attributes_type(), false),
             Arc::new(self.metric_metadata.finish()),
@@ -151,33 +169,62 @@ impl ExemplarsBuilder {
 
     fn finish(&mut self) -> Column {
         let children = vec![
-            (field("time", timestamp_type(), true), Arc::new(self.time.finish()) as ArrayRef),
-            (field("value_double", DataType::Float64, true), Arc::new(self.double.finish())),
-            (field("value_int", DataType::Int64, true), Arc::new(self.int.finish())),
-            (field("trace_id", DataType::FixedSizeBinary(16), true), self.trace_id.finish()),
-            (field("span_id", DataType::FixedSizeBinary(8), true), self.span_id.finish()),
+            (
+                field("time", timestamp_type(), true),
+                Arc::new(self.time.finish()) as ArrayRef,
+            ),
+            (
+                field("value_double", DataType::Float64, true),
+                Arc::new(self.double.finish()),
+            ),
+            (
+                field("value_int", DataType::Int64, true),
+                Arc::new(self.int.finish()),
+            ),
+            (
+                field("trace_id", DataType::FixedSizeBinary(16), true),
+                self.trace_id.finish(),
+            ),
+            (
+                field("span_id", DataType::FixedSizeBinary(8), true),
+                self.span_id.finish(),
+            ),
             (
                 field("filtered_attributes", attributes_type(), false),
                 Arc::new(self.attributes.finish()),
             ),
         ];
-        list_of_structs("exemplars", children, std::mem::replace(&mut self.offsets, vec![0]))
+        list_of_structs(
+            "exemplars",
+            children,
+            std::mem::replace(&mut self.offsets, vec![0]),
+        )
     }
 }
 
 /// `list<u64>` / `list<f64>` columns (histogram buckets and bounds).
 fn u64_list() -> ListBuilder<UInt64Builder> {
-    ListBuilder::new(UInt64Builder::new())
-        .with_field(Arc::new(Field::new("item", DataType::UInt64, false)))
+    ListBuilder::new(UInt64Builder::new()).with_field(Arc::new(Field::new(
+        "item",
+        DataType::UInt64,
+        false,
+    )))
 }
 
 fn f64_list() -> ListBuilder<Float64Builder> {
-    ListBuilder::new(Float64Builder::new())
-        .with_field(Arc::new(Field::new("item", DataType::Float64, false)))
+    ListBuilder::new(Float64Builder::new()).with_field(Arc::new(Field::new(
+        "item",
+        DataType::Float64,
+        false,
+    )))
 }
 
 fn list_field(name: &str, item: DataType) -> Arc<Field> {
-    field(name, DataType::List(Arc::new(Field::new("item", item, false))), false)
+    field(
+        name,
+        DataType::List(Arc::new(Field::new("item", item, false))),
+        false,
+    )
 }
 
 /// Gauge and sum points: the value keeps its OTLP type (int or double).
@@ -202,14 +249,24 @@ impl NumberBuilder {
         }
     }
 
-    fn append(&mut self, ctx: &Context<'_>, m: &Metric, dp: &NumberDataPoint, sum: Option<(i32, bool)>) {
-        self.points.append(ctx, m, Point {
-            attributes: &dp.attributes,
-            start_time_unix_nano: dp.start_time_unix_nano,
-            time_unix_nano: dp.time_unix_nano,
-            flags: dp.flags,
-            exemplars: &dp.exemplars,
-        });
+    fn append(
+        &mut self,
+        ctx: &Context<'_>,
+        m: &Metric,
+        dp: &NumberDataPoint,
+        sum: Option<(i32, bool)>,
+    ) {
+        self.points.append(
+            ctx,
+            m,
+            Point {
+                attributes: &dp.attributes,
+                start_time_unix_nano: dp.start_time_unix_nano,
+                time_unix_nano: dp.time_unix_nano,
+                flags: dp.flags,
+                exemplars: &dp.exemplars,
+            },
+        );
         self.value_double.append_option(match dp.value {
             Some(number_data_point::Value::AsDouble(d)) => Some(d),
             _ => None,
@@ -227,14 +284,23 @@ impl NumberBuilder {
     fn finish(&mut self) -> RecordBatch {
         let mut cols = Vec::new();
         self.points.finish_head(&mut cols);
-        cols.push((field("value_double", DataType::Float64, true), Arc::new(self.value_double.finish())));
-        cols.push((field("value_int", DataType::Int64, true), Arc::new(self.value_int.finish())));
+        cols.push((
+            field("value_double", DataType::Float64, true),
+            Arc::new(self.value_double.finish()),
+        ));
+        cols.push((
+            field("value_int", DataType::Int64, true),
+            Arc::new(self.value_int.finish()),
+        ));
         if self.is_sum {
             cols.push((
                 field("aggregation_temporality", DataType::Int32, false),
                 Arc::new(self.temporality.finish()),
             ));
-            cols.push((field("is_monotonic", DataType::Boolean, false), Arc::new(self.is_monotonic.finish())));
+            cols.push((
+                field("is_monotonic", DataType::Boolean, false),
+                Arc::new(self.is_monotonic.finish()),
+            ));
         }
         self.points.finish_tail(&mut cols);
         super::batch_from_columns(cols)
@@ -269,20 +335,26 @@ impl Default for HistogramBuilder {
 
 impl HistogramBuilder {
     fn append(&mut self, ctx: &Context<'_>, m: &Metric, dp: &HistogramDataPoint, temporality: i32) {
-        self.points.append(ctx, m, Point {
-            attributes: &dp.attributes,
-            start_time_unix_nano: dp.start_time_unix_nano,
-            time_unix_nano: dp.time_unix_nano,
-            flags: dp.flags,
-            exemplars: &dp.exemplars,
-        });
+        self.points.append(
+            ctx,
+            m,
+            Point {
+                attributes: &dp.attributes,
+                start_time_unix_nano: dp.start_time_unix_nano,
+                time_unix_nano: dp.time_unix_nano,
+                flags: dp.flags,
+                exemplars: &dp.exemplars,
+            },
+        );
         self.count.append_value(dp.count);
         self.sum.append_option(dp.sum);
         self.min.append_option(dp.min);
         self.max.append_option(dp.max);
         self.bucket_counts.values().append_slice(&dp.bucket_counts);
         self.bucket_counts.append(true);
-        self.explicit_bounds.values().append_slice(&dp.explicit_bounds);
+        self.explicit_bounds
+            .values()
+            .append_slice(&dp.explicit_bounds);
         self.explicit_bounds.append(true);
         self.temporality.append_value(temporality);
     }
@@ -290,12 +362,30 @@ impl HistogramBuilder {
     fn finish(&mut self) -> RecordBatch {
         let mut cols = Vec::new();
         self.points.finish_head(&mut cols);
-        cols.push((field("count", DataType::UInt64, false), Arc::new(self.count.finish())));
-        cols.push((field("sum", DataType::Float64, true), Arc::new(self.sum.finish())));
-        cols.push((field("min", DataType::Float64, true), Arc::new(self.min.finish())));
-        cols.push((field("max", DataType::Float64, true), Arc::new(self.max.finish())));
-        cols.push((list_field("bucket_counts", DataType::UInt64), Arc::new(self.bucket_counts.finish())));
-        cols.push((list_field("explicit_bounds", DataType::Float64), Arc::new(self.explicit_bounds.finish())));
+        cols.push((
+            field("count", DataType::UInt64, false),
+            Arc::new(self.count.finish()),
+        ));
+        cols.push((
+            field("sum", DataType::Float64, true),
+            Arc::new(self.sum.finish()),
+        ));
+        cols.push((
+            field("min", DataType::Float64, true),
+            Arc::new(self.min.finish()),
+        ));
+        cols.push((
+            field("max", DataType::Float64, true),
+            Arc::new(self.max.finish()),
+        ));
+        cols.push((
+            list_field("bucket_counts", DataType::UInt64),
+            Arc::new(self.bucket_counts.finish()),
+        ));
+        cols.push((
+            list_field("explicit_bounds", DataType::Float64),
+            Arc::new(self.explicit_bounds.finish()),
+        ));
         cols.push((
             field("aggregation_temporality", DataType::Int32, false),
             Arc::new(self.temporality.finish()),
@@ -341,21 +431,37 @@ impl Default for ExpHistogramBuilder {
     }
 }
 
-fn append_buckets(offset: &mut Int32Builder, counts: &mut ListBuilder<UInt64Builder>, b: Option<&Buckets>) {
+fn append_buckets(
+    offset: &mut Int32Builder,
+    counts: &mut ListBuilder<UInt64Builder>,
+    b: Option<&Buckets>,
+) {
     offset.append_value(b.map_or(0, |b| b.offset));
-    counts.values().append_slice(b.map_or(&[][..], |b| b.bucket_counts.as_slice()));
+    counts
+        .values()
+        .append_slice(b.map_or(&[][..], |b| b.bucket_counts.as_slice()));
     counts.append(true);
 }
 
 impl ExpHistogramBuilder {
-    fn append(&mut self, ctx: &Context<'_>, m: &Metric, dp: &ExponentialHistogramDataPoint, temporality: i32) {
-        self.points.append(ctx, m, Point {
-            attributes: &dp.attributes,
-            start_time_unix_nano: dp.start_time_unix_nano,
-            time_unix_nano: dp.time_unix_nano,
-            flags: dp.flags,
-            exemplars: &dp.exemplars,
-        });
+    fn append(
+        &mut self,
+        ctx: &Context<'_>,
+        m: &Metric,
+        dp: &ExponentialHistogramDataPoint,
+        temporality: i32,
+    ) {
+        self.points.append(
+            ctx,
+            m,
+            Point {
+                attributes: &dp.attributes,
+                start_time_unix_nano: dp.start_time_unix_nano,
+                time_unix_nano: dp.time_unix_nano,
+                flags: dp.flags,
+                exemplars: &dp.exemplars,
+            },
+        );
         self.count.append_value(dp.count);
         self.sum.append_option(dp.sum);
         self.min.append_option(dp.min);
@@ -363,27 +469,62 @@ impl ExpHistogramBuilder {
         self.scale.append_value(dp.scale);
         self.zero_count.append_value(dp.zero_count);
         self.zero_threshold.append_value(dp.zero_threshold);
-        append_buckets(&mut self.positive_offset, &mut self.positive_counts, dp.positive.as_ref());
-        append_buckets(&mut self.negative_offset, &mut self.negative_counts, dp.negative.as_ref());
+        append_buckets(
+            &mut self.positive_offset,
+            &mut self.positive_counts,
+            dp.positive.as_ref(),
+        );
+        append_buckets(
+            &mut self.negative_offset,
+            &mut self.negative_counts,
+            dp.negative.as_ref(),
+        );
         self.temporality.append_value(temporality);
     }
 
     fn finish(&mut self) -> RecordBatch {
         let mut cols = Vec::new();
         self.points.finish_head(&mut cols);
-        cols.push((field("count", DataType::UInt64, false), Arc::new(self.count.finish())));
-        cols.push((field("sum", DataType::Float64, true), Arc::new(self.sum.finish())));
-        cols.push((field("min", DataType::Float64, true), Arc::new(self.min.finish())));
-        cols.push((field("max", DataType::Float64, true), Arc::new(self.max.finish())));
-        cols.push((field("scale", DataType::Int32, false), Arc::new(self.scale.finish())));
-        cols.push((field("zero_count", DataType::UInt64, false), Arc::new(self.zero_count.finish())));
-        cols.push((field("zero_threshold", DataType::Float64, false), Arc::new(self.zero_threshold.finish())));
-        cols.push((field("positive_offset", DataType::Int32, false), Arc::new(self.positive_offset.finish())));
+        cols.push((
+            field("count", DataType::UInt64, false),
+            Arc::new(self.count.finish()),
+        ));
+        cols.push((
+            field("sum", DataType::Float64, true),
+            Arc::new(self.sum.finish()),
+        ));
+        cols.push((
+            field("min", DataType::Float64, true),
+            Arc::new(self.min.finish()),
+        ));
+        cols.push((
+            field("max", DataType::Float64, true),
+            Arc::new(self.max.finish()),
+        ));
+        cols.push((
+            field("scale", DataType::Int32, false),
+            Arc::new(self.scale.finish()),
+        ));
+        cols.push((
+            field("zero_count", DataType::UInt64, false),
+            Arc::new(self.zero_count.finish()),
+        ));
+        cols.push((
+            field("zero_threshold", DataType::Float64, false),
+            Arc::new(self.zero_threshold.finish()),
+        ));
+        cols.push((
+            field("positive_offset", DataType::Int32, false),
+            Arc::new(self.positive_offset.finish()),
+        ));
         cols.push((
             list_field("positive_bucket_counts", DataType::UInt64),
             Arc::new(self.positive_counts.finish()),
         ));
-        cols.push((field("negative_offset", DataType::Int32, false), Arc::new(self.negative_offset.finish())));
+        cols.push((
+            field("negative_offset", DataType::Int32, false),
+            Arc::new(self.negative_offset.finish()),
+        ));
         cols.push((
             list_field("negative_bucket_counts", DataType::UInt64),
             Arc::new(self.negative_counts.finish()),
@@ -421,13 +562,17 @@ impl Default for SummaryBuilder {
 
 impl SummaryBuilder {
     fn append(&mut self, ctx: &Context<'_>, m: &Metric, dp: &SummaryDataPoint) {
-        self.points.append(ctx, m, Point {
-            attributes: &dp.attributes,
-            start_time_unix_nano: dp.start_time_unix_nano,
-            time_unix_nano: dp.time_unix_nano,
-            flags: dp.flags,
-            exemplars: &[],
-        });
+        self.points.append(
+            ctx,
+            m,
+            Point {
+                attributes: &dp.attributes,
+                start_time_unix_nano: dp.start_time_unix_nano,
+                time_unix_nano: dp.time_unix_nano,
+                flags: dp.flags,
+                exemplars: &[],
+            },
+        );
         self.count.append_value(dp.count);
         self.sum.append_value(dp.sum);
         for q in &dp.quantile_values {
@@ -441,11 +586,23 @@ impl SummaryBuilder {
     fn finish(&mut self) -> RecordBatch {
         let mut cols = Vec::new();
         self.points.finish_head(&mut cols);
-        cols.push((field("count", DataType::UInt64, false), Arc::new(self.count.finish())));
-        cols.push((field("sum", DataType::Float64, false), Arc::new(self.sum.finish())));
+        cols.push((
+            field("count", DataType::UInt64, false),
+            Arc::new(self.count.finish()),
+        ));
+        cols.push((
+            field("sum", DataType::Float64, false),
+            Arc::new(self.sum.finish()),
+        ));
         let children = vec![
-            (field("quantile", DataType::Float64, false), Arc::new(self.quantile.finish()) as ArrayRef),
-            (field("value", DataType::Float64, false), Arc::new(self.value.finish())),
+            (
+                field("quantile", DataType::Float64, false),
+                Arc::new(self.quantile.finish()) as ArrayRef,
+            ),
+            (
+                field("value", DataType::Float64, false),
+                Arc::new(self.value.finish()),
+            ),
         ];
         cols.push(list_of_structs(
             "quantile_values",
@@ -498,19 +655,30 @@ impl MetricsBuilder {
 
     fn append_metric(&mut self, ctx: &Context<'_>, m: &Metric) {
         match &m.data {
-            Some(Data::Gauge(g)) => g.data_points.iter().for_each(|dp| self.gauge.append(ctx, m, dp, None)),
+            Some(Data::Gauge(g)) => g
+                .data_points
+                .iter()
+                .for_each(|dp| self.gauge.append(ctx, m, dp, None)),
             Some(Data::Sum(s)) => s.data_points.iter().for_each(|dp| {
-                self.sum.append(ctx, m, dp, Some((s.aggregation_temporality, s.is_monotonic)))
+                self.sum.append(
+                    ctx,
+                    m,
+                    dp,
+                    Some((s.aggregation_temporality, s.is_monotonic)),
+                )
             }),
             Some(Data::Histogram(h)) => h
                 .data_points
                 .iter()
                 .for_each(|dp| self.histogram.append(ctx, m, dp, h.aggregation_temporality)),
-            Some(Data::ExponentialHistogram(h)) => h
+            Some(Data::ExponentialHistogram(h)) => h.data_points.iter().for_each(|dp| {
+                self.exp_histogram
+                    .append(ctx, m, dp, h.aggregation_temporality)
+            }),
+            Some(Data::Summary(s)) => s
                 .data_points
                 .iter()
-                .for_each(|dp| self.exp_histogram.append(ctx, m, dp, h.aggregation_temporality)),
-            Some(Data::Summary(s)) => s.data_points.iter().for_each(|dp| self.summary.append(ctx, m, dp)),
+                .for_each(|dp| self.summary.append(ctx, m, dp)),
             // Validation rejects metrics without data before they get here.
             None => {}
         }
@@ -524,15 +692,27 @@ impl MetricsBuilder {
                 out.push((table, batch));
             }
         };
-        push(Table::MetricsGauge, self.gauge.points.rows, self.gauge.finish());
+        push(
+            Table::MetricsGauge,
+            self.gauge.points.rows,
+            self.gauge.finish(),
+        );
         push(Table::MetricsSum, self.sum.points.rows, self.sum.finish());
-        push(Table::MetricsHistogram, self.histogram.points.rows, self.histogram.finish());
+        push(
+            Table::MetricsHistogram,
+            self.histogram.points.rows,
+            self.histogram.finish(),
+        );
         push(
             Table::MetricsExponentialHistogram,
             self.exp_histogram.points.rows,
             self.exp_histogram.finish(),
         );
-        push(Table::MetricsSummary, self.summary.points.rows, self.summary.finish());
+        push(
+            Table::MetricsSummary,
+            self.summary.points.rows,
+            self.summary.finish(),
+        );
         out
     }
 
@@ -548,4 +728,3 @@ impl MetricsBuilder {
         }
     }
 }
-

@@ -11,8 +11,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 
 use super::columns::{
-    AttributesBuilder, Column, Context, ContextBuilder, IdBuilder, PromotedBuilder,
-    append_opt_str, append_time, attributes_type, field, is_promoted, list_of_structs, nanos_i64,
+    AttributesBuilder, Column, Context, ContextBuilder, IdBuilder, PromotedBuilder, append_opt_str,
+    append_time, attributes_type, field, is_promoted, list_of_structs, nanos_i64,
     timestamp_builder, timestamp_type,
 };
 use crate::schema::PROMOTED_SPAN_KEYS;
@@ -117,26 +117,56 @@ impl SpansBuilder {
     pub fn finish(&mut self) -> RecordBatch {
         let mut cols: Vec<Column> = Vec::new();
         let ts = timestamp_type();
-        cols.push((field("start_time", ts, false), Arc::new(self.start_time.finish())));
-        cols.push((field("duration_ns", DataType::Int64, false), Arc::new(self.duration.finish())));
+        cols.push((
+            field("start_time", ts, false),
+            Arc::new(self.start_time.finish()),
+        ));
+        cols.push((
+            field("duration_ns", DataType::Int64, false),
+            Arc::new(self.duration.finish()),
+        ));
         self.context.finish_promoted(&mut cols);
-        cols.push((field("trace_id", DataType::FixedSizeBinary(16), true), self.trace_id.finish()));
-        cols.push((field("span_id", DataType::FixedSizeBinary(8), true), self.span_id.finish()));
+        cols.push((
+            field("trace_id", DataType::FixedSizeBinary(16), true),
+            self.trace_id.finish(),
+        ));
+        cols.push((
+            field("span_id", DataType::FixedSizeBinary(8), true),
+            self.span_id.finish(),
+        ));
         cols.push((
             field("parent_span_id", DataType::FixedSizeBinary(8), true),
             self.parent_span_id.finish(),
         ));
-        cols.push((field("trace_state", DataType::Utf8, true), Arc::new(self.trace_state.finish())));
-        cols.push((field("flags", DataType::UInt32, false), Arc::new(self.flags.finish())));
-        cols.push((field("name", DataType::Utf8, false), Arc::new(self.name.finish())));
-        cols.push((field("kind", DataType::Int32, false), Arc::new(self.kind.finish())));
-        cols.push((field("status_code", DataType::Int32, false), Arc::new(self.status_code.finish())));
+        cols.push((
+            field("trace_state", DataType::Utf8, true),
+            Arc::new(self.trace_state.finish()),
+        ));
+        cols.push((
+            field("flags", DataType::UInt32, false),
+            Arc::new(self.flags.finish()),
+        ));
+        cols.push((
+            field("name", DataType::Utf8, false),
+            Arc::new(self.name.finish()),
+        ));
+        cols.push((
+            field("kind", DataType::Int32, false),
+            Arc::new(self.kind.finish()),
+        ));
+        cols.push((
+            field("status_code", DataType::Int32, false),
+            Arc::new(self.status_code.finish()),
+        ));
         cols.push((
             field("status_message", DataType::Utf8, true),
             Arc::new(self.status_message.finish()),
         ));
         self.promoted.finish(&mut cols);
-        cols.push((field("attributes", attributes_type(), false), Arc::new(self.attributes.finish())));
+        cols.push((
+            field("attributes", attributes_type(), false),
+            Arc::new(self.attributes.finish()),
+        ));
         cols.push((
             field("dropped_attributes_count", DataType::UInt32, false),
             Arc::new(self.dropped_attributes.finish()),
@@ -190,15 +220,28 @@ impl EventsBuilder {
 
     fn finish(&mut self) -> Column {
         let children = vec![
-            (field("time", timestamp_type(), true), Arc::new(self.time.finish()) as ArrayRef),
-            (field("name", DataType::Utf8, false), Arc::new(self.name.finish())),
-            (field("attributes", attributes_type(), false), Arc::new(self.attributes.finish())),
+            (
+                field("time", timestamp_type(), true),
+                Arc::new(self.time.finish()) as ArrayRef,
+            ),
+            (
+                field("name", DataType::Utf8, false),
+                Arc::new(self.name.finish()),
+            ),
+            (
+                field("attributes", attributes_type(), false),
+                Arc::new(self.attributes.finish()),
+            ),
             (
                 field("dropped_attributes_count", DataType::UInt32, false),
                 Arc::new(self.dropped.finish()),
             ),
         ];
-        list_of_structs("events", children, std::mem::replace(&mut self.offsets, vec![0]))
+        list_of_structs(
+            "events",
+            children,
+            std::mem::replace(&mut self.offsets, vec![0]),
+        )
     }
 }
 
@@ -242,17 +285,35 @@ impl LinksBuilder {
 
     fn finish(&mut self) -> Column {
         let children = vec![
-            (field("trace_id", DataType::FixedSizeBinary(16), true), self.trace_id.finish()),
-            (field("span_id", DataType::FixedSizeBinary(8), true), self.span_id.finish()),
-            (field("trace_state", DataType::Utf8, true), Arc::new(self.trace_state.finish()) as ArrayRef),
-            (field("flags", DataType::UInt32, false), Arc::new(self.flags.finish())),
-            (field("attributes", attributes_type(), false), Arc::new(self.attributes.finish())),
+            (
+                field("trace_id", DataType::FixedSizeBinary(16), true),
+                self.trace_id.finish(),
+            ),
+            (
+                field("span_id", DataType::FixedSizeBinary(8), true),
+                self.span_id.finish(),
+            ),
+            (
+                field("trace_state", DataType::Utf8, true),
+                Arc::new(self.trace_state.finish()) as ArrayRef,
+            ),
+            (
+                field("flags", DataType::UInt32, false),
+                Arc::new(self.flags.finish()),
+            ),
+            (
+                field("attributes", attributes_type(), false),
+                Arc::new(self.attributes.finish()),
+            ),
             (
                 field("dropped_attributes_count", DataType::UInt32, false),
                 Arc::new(self.dropped.finish()),
             ),
         ];
-        list_of_structs("links", children, std::mem::replace(&mut self.offsets, vec![0]))
+        list_of_structs(
+            "links",
+            children,
+            std::mem::replace(&mut self.offsets, vec![0]),
+        )
     }
 }
-

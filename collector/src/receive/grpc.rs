@@ -101,14 +101,22 @@ pub struct ExportServer<S> {
 
 impl<S> Clone for ExportServer<S> {
     fn clone(&self) -> Self {
-        Self { ingest: self.ingest.clone(), max_request_bytes: self.max_request_bytes, _service: PhantomData }
+        Self {
+            ingest: self.ingest.clone(),
+            max_request_bytes: self.max_request_bytes,
+            _service: PhantomData,
+        }
     }
 }
 
 impl<S: OtlpService> ExportServer<S> {
     /// A service exporting into `ingest`.
     pub fn new(ingest: Ingest, max_request_bytes: usize) -> Self {
-        Self { ingest, max_request_bytes, _service: PhantomData }
+        Self {
+            ingest,
+            max_request_bytes,
+            _service: PhantomData,
+        }
     }
 }
 
@@ -162,7 +170,10 @@ where
         if req.uri().path() != expected {
             return Box::pin(async { Ok(status::grpc_unimplemented()) });
         }
-        let call = ExportCall::<S> { ingest: self.ingest.clone(), _service: PhantomData };
+        let call = ExportCall::<S> {
+            ingest: self.ingest.clone(),
+            _service: PhantomData,
+        };
         let limit = self.max_request_bytes;
         Box::pin(async move {
             let mut grpc = Grpc::new(RawCodec)
@@ -184,9 +195,18 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
-        .add_service(ExportServer::<TraceService>::new(ingest.clone(), max_request_bytes))
-        .add_service(ExportServer::<MetricsService>::new(ingest.clone(), max_request_bytes))
+        .add_service(ExportServer::<TraceService>::new(
+            ingest.clone(),
+            max_request_bytes,
+        ))
+        .add_service(ExportServer::<MetricsService>::new(
+            ingest.clone(),
+            max_request_bytes,
+        ))
         .add_service(ExportServer::<LogsService>::new(ingest, max_request_bytes))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
         .await
 }

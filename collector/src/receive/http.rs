@@ -25,15 +25,29 @@ struct HttpState {
 
 /// The OTLP/HTTP routes.
 pub fn router(ingest: Ingest, max_request_bytes: usize) -> Router {
-    let state = HttpState { ingest, max_request_bytes };
+    let state = HttpState {
+        ingest,
+        max_request_bytes,
+    };
     Router::new()
-        .route("/v1/traces", post(|s, h, b| export(s, h, b, Signal::Traces)))
-        .route("/v1/metrics", post(|s, h, b| export(s, h, b, Signal::Metrics)))
+        .route(
+            "/v1/traces",
+            post(|s, h, b| export(s, h, b, Signal::Traces)),
+        )
+        .route(
+            "/v1/metrics",
+            post(|s, h, b| export(s, h, b, Signal::Metrics)),
+        )
         .route("/v1/logs", post(|s, h, b| export(s, h, b, Signal::Logs)))
         .with_state(state)
 }
 
-async fn export(State(st): State<HttpState>, headers: HeaderMap, body: Body, signal: Signal) -> Response {
+async fn export(
+    State(st): State<HttpState>,
+    headers: HeaderMap,
+    body: Body,
+    signal: Signal,
+) -> Response {
     // Errors before the content type is known are answered in protobuf, the OTLP default.
     let encoding = match content_type(&headers) {
         Ok(e) => e,
@@ -50,14 +64,28 @@ async fn export(State(st): State<HttpState>, headers: HeaderMap, body: Body, sig
     finish(&st, signal, encoding, bytes.len(), outcome)
 }
 
-fn finish(st: &HttpState, signal: Signal, encoding: Encoding, len: usize, outcome: Outcome) -> Response {
+fn finish(
+    st: &HttpState,
+    signal: Signal,
+    encoding: Encoding,
+    len: usize,
+    outcome: Outcome,
+) -> Response {
     outcome.emit(st.ingest.metrics(), signal, Transport::Http, len);
     outcome.into_http(signal, encoding)
 }
 
 fn content_type(headers: &HeaderMap) -> Result<Encoding, Outcome> {
-    let raw = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let raw = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = raw
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
         "application/json" => Ok(Encoding::Json),

@@ -64,22 +64,32 @@ impl Outcome {
         if let Outcome::Invalid(msg) | Outcome::TooLarge(msg) | Outcome::Unsupported(msg) = self {
             tracing::debug!(%signal, transport = transport.as_str(), error = %msg, "bad export request");
         }
-        RequestCompleted { signal, transport, outcome: self.label(), bytes }.emit(m);
+        RequestCompleted {
+            signal,
+            transport,
+            outcome: self.label(),
+            bytes,
+        }
+        .emit(m);
     }
 
     /// The gRPC response.
     pub fn into_grpc(self, signal: Signal) -> Result<tonic::Response<Bytes>, tonic::Status> {
         match self {
-            Outcome::Accepted(rej) => {
-                Ok(tonic::Response::new(Bytes::from(Payload::response(signal, &rej).encode(Encoding::Protobuf))))
+            Outcome::Accepted(rej) => Ok(tonic::Response::new(Bytes::from(
+                Payload::response(signal, &rej).encode(Encoding::Protobuf),
+            ))),
+            Outcome::Invalid(m) | Outcome::Unsupported(m) => {
+                Err(tonic::Status::invalid_argument(m))
             }
-            Outcome::Invalid(m) | Outcome::Unsupported(m) => Err(tonic::Status::invalid_argument(m)),
             Outcome::TooLarge(m) => Err(tonic::Status::resource_exhausted(m)),
-            Outcome::Overloaded(m) | Outcome::Unavailable(m) => Err(tonic::Status::with_error_details(
-                tonic::Code::Unavailable,
-                m,
-                ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
-            )),
+            Outcome::Overloaded(m) | Outcome::Unavailable(m) => {
+                Err(tonic::Status::with_error_details(
+                    tonic::Code::Unavailable,
+                    m,
+                    ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
+                ))
+            }
         }
     }
 
@@ -91,16 +101,26 @@ impl Outcome {
                 return with_type(StatusCode::OK, encoding, body);
             }
             Outcome::Invalid(m) => (StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, m),
-            Outcome::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, tonic::Code::ResourceExhausted, m),
-            Outcome::Unsupported(m) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, tonic::Code::InvalidArgument, m),
+            Outcome::TooLarge(m) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                tonic::Code::ResourceExhausted,
+                m,
+            ),
+            Outcome::Unsupported(m) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                tonic::Code::InvalidArgument,
+                m,
+            ),
             Outcome::Overloaded(m) | Outcome::Unavailable(m) => {
                 (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable, m)
             }
         };
         let mut resp = with_type(code, encoding, status_body(grpc_code, &msg, encoding));
         if code == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER.as_secs()));
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(RETRY_AFTER.as_secs()),
+            );
         }
         resp
     }
@@ -117,10 +137,16 @@ fn with_type(code: StatusCode, encoding: Encoding, body: Vec<u8>) -> HttpRespons
 /// A `google.rpc.Status` body, as OTLP/HTTP error responses carry.
 fn status_body(code: tonic::Code, message: &str, encoding: Encoding) -> Vec<u8> {
     match encoding {
-        Encoding::Protobuf => tonic_types::Status { code: code as i32, message: message.into(), details: vec![] }
-            .encode_to_vec(),
-        Encoding::Json => serde_json::to_vec(&serde_json::json!({ "code": code as i32, "message": message }))
-            .unwrap_or_default(),
+        Encoding::Protobuf => tonic_types::Status {
+            code: code as i32,
+            message: message.into(),
+            details: vec![],
+        }
+        .encode_to_vec(),
+        Encoding::Json => {
+            serde_json::to_vec(&serde_json::json!({ "code": code as i32, "message": message }))
+                .unwrap_or_default()
+        }
     }
 }
 

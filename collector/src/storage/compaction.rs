@@ -72,11 +72,17 @@ async fn merge(storage: &Storage, table: Table, files: &[FileInfo]) -> Result<()
     })
     .await??;
     let path = storage.new_path(table, files[0].partition, rand::random());
-    storage.put_durable(&path, bytes, table, "compaction").await?;
+    storage
+        .put_durable(&path, bytes, table, "compaction")
+        .await?;
     for f in files {
         storage.delete(&f.meta.location).await?;
     }
-    storage.metrics.compactions.with_label_values(&[table.name()]).inc();
+    storage
+        .metrics
+        .compactions
+        .with_label_values(&[table.name()])
+        .inc();
     tracing::debug!(%table, files = files.len(), output = %path, "compacted partition");
     Ok(())
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use arrow::compute::{SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::compute::{
+    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
+};
 use arrow::datatypes::TimestampNanosecondType;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -33,8 +35,14 @@ pub fn split_by_partition(
         .as_primitive::<TimestampNanosecondType>();
     let mut rows: BTreeMap<Partition, Vec<u32>> = BTreeMap::new();
     for i in 0..times.len() {
-        let t = if times.is_null(i) { fallback_ns } else { times.value(i) };
-        rows.entry(Partition::of_nanos(t)).or_default().push(i as u32);
+        let t = if times.is_null(i) {
+            fallback_ns
+        } else {
+            times.value(i)
+        };
+        rows.entry(Partition::of_nanos(t))
+            .or_default()
+            .push(i as u32);
     }
     let mut out = BTreeMap::new();
     for (p, idx) in rows {
@@ -56,7 +64,10 @@ pub fn sort(table: Table, batch: &RecordBatch) -> Result<RecordBatch, StorageErr
         .filter_map(|name| batch.column_by_name(name))
         .map(|c| SortColumn {
             values: c.clone(),
-            options: Some(SortOptions { descending: false, nulls_first: true }),
+            options: Some(SortOptions {
+                descending: false,
+                nulls_first: true,
+            }),
         })
         .collect();
     if cols.is_empty() || batch.num_rows() < 2 {
@@ -95,7 +106,11 @@ pub fn writer_properties(table: Table, metadata: Vec<KeyValue>, rows: usize) -> 
 }
 
 /// Encodes one sorted batch as a Parquet file.
-pub fn encode(table: Table, batch: &RecordBatch, metadata: Vec<KeyValue>) -> Result<Vec<u8>, StorageError> {
+pub fn encode(
+    table: Table,
+    batch: &RecordBatch,
+    metadata: Vec<KeyValue>,
+) -> Result<Vec<u8>, StorageError> {
     let props = writer_properties(table, metadata, batch.num_rows());
     let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 8);
     let mut w = ArrowWriter::try_new(&mut buf, Arc::clone(&batch.schema()), Some(props))?;

@@ -39,7 +39,13 @@ impl Partition {
     /// `date=YYYY-MM-DD/hour=HH` relative path.
     pub fn dir(self) -> String {
         let t = self.start();
-        format!("date={:04}-{:02}-{:02}/hour={:02}", t.year(), t.month(), t.day(), t.hour())
+        format!(
+            "date={:04}-{:02}-{:02}/hour={:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour()
+        )
     }
 
     /// Parses `date=YYYY-MM-DD` and `hour=HH` path segments.
@@ -69,7 +75,10 @@ pub fn parse_path(path: &Path) -> Option<(Table, Partition)> {
         return None;
     }
     let table = Table::from_name(parts[0].as_ref())?;
-    Some((table, Partition::parse(parts[1].as_ref(), parts[2].as_ref())?))
+    Some((
+        table,
+        Partition::parse(parts[1].as_ref(), parts[2].as_ref())?,
+    ))
 }
 
 /// Encodes a set of LSNs as compact ranges: `1-5,7,9-12`.

@@ -21,8 +21,8 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
-use reader::StoreReader;
 use parquet::file::metadata::KeyValue;
+use reader::StoreReader;
 use serde::{Deserialize, Serialize};
 
 use crate::schema::Table;
@@ -169,7 +169,10 @@ impl Storage {
         for (p, rows, bytes) in parts {
             let path = self.new_path(table, p, flush_id);
             self.put_durable(&path, bytes, table, "flush").await?;
-            self.metrics.rows_written.with_label_values(&[table.name()]).inc_by(rows as u64);
+            self.metrics
+                .rows_written
+                .with_label_values(&[table.name()])
+                .inc_by(rows as u64);
             written.push(path);
         }
         Ok(written)
@@ -181,7 +184,13 @@ impl Storage {
     }
 
     /// Puts a file atomically and makes it durable.
-    async fn put_durable(&self, path: &Path, bytes: Vec<u8>, table: Table, reason: &str) -> Result<(), StorageError> {
+    async fn put_durable(
+        &self,
+        path: &Path,
+        bytes: Vec<u8>,
+        table: Table,
+        reason: &str,
+    ) -> Result<(), StorageError> {
         let len = bytes.len() as u64;
         self.store.put(path, PutPayload::from(bytes)).await?;
         if let Some(root) = &self.local_root {
@@ -197,13 +206,23 @@ impl Storage {
             })
             .await??;
         }
-        self.metrics.files_written.with_label_values(&[table.name(), reason]).inc();
-        self.metrics.bytes_written.with_label_values(&[table.name(), reason]).inc_by(len);
+        self.metrics
+            .files_written
+            .with_label_values(&[table.name(), reason])
+            .inc();
+        self.metrics
+            .bytes_written
+            .with_label_values(&[table.name(), reason])
+            .inc_by(len);
         Ok(())
     }
 
     /// Lists the data files of a table (optionally one partition).
-    pub async fn list(&self, table: Table, partition: Option<Partition>) -> Result<Vec<ObjectMeta>, StorageError> {
+    pub async fn list(
+        &self,
+        table: Table,
+        partition: Option<Partition>,
+    ) -> Result<Vec<ObjectMeta>, StorageError> {
         let prefix = match partition {
             Some(p) => p.prefix(table),
             None => Path::from(table.name()),
@@ -221,16 +240,30 @@ impl Storage {
             .ok_or_else(|| StorageError::Schema(format!("not a data file: {}", meta.location)))?;
         let mut reader = StoreReader::new(self.store.clone(), meta.location.clone(), meta.size);
         let md = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new()).await?;
-        let kv = md.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
+        let kv = md
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .cloned()
+            .unwrap_or_default();
         let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
         Ok(FileInfo {
             table,
             partition,
-            lsns: get(META_LSNS).and_then(|s| layout::decode_lsns(&s)).unwrap_or_default(),
+            lsns: get(META_LSNS)
+                .and_then(|s| layout::decode_lsns(&s))
+                .unwrap_or_default(),
             flush_id: get(META_FLUSH_ID),
-            flush_files: get(META_FLUSH_FILES).and_then(|s| s.parse().ok()).unwrap_or(1),
+            flush_files: get(META_FLUSH_FILES)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1),
             compacted_from: get(META_COMPACTED_FROM)
-                .map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect())
+                .map(|s| {
+                    s.split(',')
+                        .filter(|x| !x.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
                 .unwrap_or_default(),
             meta,
         })
@@ -239,7 +272,9 @@ impl Storage {
     /// Reads every row of a file.
     pub async fn read_all(&self, meta: &ObjectMeta) -> Result<Vec<RecordBatch>, StorageError> {
         let reader = StoreReader::new(self.store.clone(), meta.location.clone(), meta.size);
-        let stream = ParquetRecordBatchStreamBuilder::new(reader).await?.build()?;
+        let stream = ParquetRecordBatchStreamBuilder::new(reader)
+            .await?
+            .build()?;
         Ok(stream.try_collect().await?)
     }
 

@@ -41,7 +41,9 @@ pub async fn recover(storage: &Storage, oldest_wal_lsn: u64) -> Result<Covered, 
         for meta in storage.list(table, None).await? {
             match storage.file_info(meta.clone()).await {
                 Ok(info) => infos.push(info),
-                Err(e) => tracing::error!(path = %meta.location, error = %e, "unreadable Parquet footer; leaving the file alone"),
+                Err(e) => {
+                    tracing::error!(path = %meta.location, error = %e, "unreadable Parquet footer; leaving the file alone")
+                }
             }
         }
     }
@@ -50,7 +52,10 @@ pub async fn recover(storage: &Storage, oldest_wal_lsn: u64) -> Result<Covered, 
     for info in &infos {
         let relevant = info.lsns.last().is_some_and(|max| *max >= oldest_wal_lsn);
         if let (true, Some(id)) = (relevant, &info.flush_id) {
-            by_flush.entry((info.table, id.clone())).or_default().push(info);
+            by_flush
+                .entry((info.table, id.clone()))
+                .or_default()
+                .push(info);
         }
     }
     let mut covered = Covered::default();
@@ -70,10 +75,19 @@ pub async fn recover(storage: &Storage, oldest_wal_lsn: u64) -> Result<Covered, 
     Ok(covered)
 }
 
-async fn finish_compactions(storage: &Storage, infos: &mut Vec<FileInfo>) -> Result<(), StorageError> {
+async fn finish_compactions(
+    storage: &Storage,
+    infos: &mut Vec<FileInfo>,
+) -> Result<(), StorageError> {
     let mut leftovers: HashSet<String> = HashSet::new();
     for info in infos.iter().filter(|i| !i.compacted_from.is_empty()) {
-        let dir = info.meta.location.as_ref().rsplit_once('/').map_or("", |(d, _)| d).to_string();
+        let dir = info
+            .meta
+            .location
+            .as_ref()
+            .rsplit_once('/')
+            .map_or("", |(d, _)| d)
+            .to_string();
         for name in &info.compacted_from {
             leftovers.insert(format!("{dir}/{name}"));
         }

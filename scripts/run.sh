@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds Sightline (release) and runs it with the
+# embedded defaults (data in ./sightline-data). Extra arguments go to
+# `sightline run`, e.g. scripts/run.sh --config sightline.yaml
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --release --bin sightline
+exec "${CARGO_TARGET_DIR:-target}/release/sightline" run "$@"

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing Sightline needs. Idempotent:
+# every step checks first and does nothing when its tool is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(build-essential)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
+command -v curl >/dev/null || need_apt+=(curl)
+if ((${#need_apt[@]})); then
+  log "installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "cargo not found: install a Rust toolchain (rustup, Rust >= 1.85) first" >&2
+  exit 1
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest from crates.io"
+  cargo install cargo-nextest --locked
+fi
+
+# Python helpers for the end-to-end tests: the OpenTelemetry SDK as the
+# sender, pyarrow and DuckDB as independent Parquet readers.
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  log "creating .venv"
+  rm -rf .venv
+  python3 -m venv .venv
+fi
+stamp=.venv/.requirements.sha
+want=$(sha256sum tests/e2e/requirements.txt | cut -d' ' -f1)
+if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+  log "installing Python test requirements"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r tests/e2e/requirements.txt
+  echo "$want" >"$stamp"
+fi
+log "done"
