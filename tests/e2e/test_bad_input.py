@@ -1,0 +1,134 @@
+"""Malformed and hostile requests get the status the OTLP specification
+prescribes, are counted, and the server keeps serving."""
+
+import gzip
+import json
+import os
+
+import grpc
+import pytest
+import requests
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from otlp_payloads import spans_request
+
+TRACES_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+LIMIT = 64 * 1024
+PB = {"Content-Type": "application/x-protobuf"}
+
+
+@pytest.fixture
+def server(make_server):
+    return make_server("--otlp-max-request-bytes", str(LIMIT), "--storage-flush-interval", "500ms")
+
+
+def post(server, body, headers=PB, path="/v1/traces"):
+    return requests.post(server.otlp_http(path), data=body, headers=headers, timeout=10)
+
+
+def status_of(resp):
+    s = status_pb2.Status()
+    s.ParseFromString(resp.content)
+    return s
+
+
+def raw_grpc(server, body, method=TRACES_METHOD, compression=None):
+    with grpc.insecure_channel(server.grpc_endpoint) as ch:
+        call = ch.unary_unary(method, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        return call(body, timeout=10, compression=compression)
+
+
+def test_http_errors_have_the_right_status_and_body(server):
+    valid, _ = spans_request(3)
+    body = valid.SerializeToString()
+
+    r = post(server, os.urandom(512))
+    assert r.status_code == 400 and status_of(r).code == 3 and "protobuf" in status_of(r).message
+
+    r = post(server, body[: len(body) // 2])
+    assert r.status_code == 400
+
+    r = post(server, body, headers={"Content-Type": "text/plain"})
+    assert r.status_code == 415
+
+    r = post(server, b"x" * (LIMIT + 1))
+    assert r.status_code == 413
+
+    bomb = gzip.compress(b"\0" * (LIMIT * 20))
+    assert len(bomb) < LIMIT
+    r = post(server, bomb, headers={**PB, "Content-Encoding": "gzip"})
+    assert r.status_code == 413, "the limit applies after decompression"
+
+    r = post(server, b"not gzip at all", headers={**PB, "Content-Encoding": "gzip"})
+    assert r.status_code == 400 and "decompress" in status_of(r).message
+
+    r = post(server, body, headers={**PB, "Content-Encoding": "br"})
+    assert r.status_code == 415
+
+    r = post(server, b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": 12}]}]}]}',
+             headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert r.headers["Content-Type"] == "application/json"
+    assert r.json()["code"] == 3 and r.json()["message"]
+
+    assert server.metric("sightline_receiver_requests_total", outcome="invalid") >= 4
+    assert server.metric("sightline_receiver_requests_total", outcome="too_large") == 2
+    assert server.metric("sightline_receiver_requests_total", outcome="unsupported") == 2
+
+    # Still serving, and valid gzip'd data is accepted.
+    assert requests.get(server.api("/-/healthy")).status_code == 200
+    r = post(server, gzip.compress(body), headers={**PB, "Content-Encoding": "gzip"})
+    assert r.status_code == 200
+    server.wait_rows("spans", 3)
+
+
+def test_invalid_items_get_partial_success_and_valid_ones_are_kept(server):
+    req, ids = spans_request(4)
+    spans = req.resource_spans[0].scope_spans[0].spans
+    spans[1].trace_id = b"short"
+    spans[2].span_id = b""
+    r = post(server, req.SerializeToString())
+    assert r.status_code == 200
+    resp = ExportTraceServiceResponse()
+    resp.ParseFromString(r.content)
+    assert resp.partial_success.rejected_spans == 2
+    assert "trace_id must be 16 bytes" in resp.partial_success.error_message
+
+    # The same over OTLP/JSON: hex ids, response in JSON.
+    doc = {"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174", "name": "ok",
+         "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": 1700000000000000100},
+        {"traceId": "00000000000000000000000000000000", "spanId": "eee19b7ec3c1b175", "name": "zero"},
+    ]}]}]}
+    r = post(server, json.dumps(doc), headers={"Content-Type": "application/json"})
+    assert r.status_code == 200
+    assert r.json()["partialSuccess"]["rejectedSpans"] in (1, "1")
+
+    t = server.wait_rows("spans", 3)
+    names = sorted(t.column("name").to_pylist())
+    assert names == ["ok", "op-0", "op-3"]
+    assert server.metric("sightline_receiver_rejected_items_total", reason="invalid") == 3
+
+
+def test_grpc_errors(server):
+    with pytest.raises(grpc.RpcError) as e:
+        raw_grpc(server, os.urandom(300))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    with pytest.raises(grpc.RpcError) as e:
+        raw_grpc(server, b"\0" * (LIMIT + 10))
+    assert e.value.code() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.OUT_OF_RANGE)
+
+    req, _ = spans_request(2)
+    req.resource_spans[0].scope_spans[0].spans[0].trace_id = b"\1" * 8
+    resp = ExportTraceServiceResponse()
+    resp.ParseFromString(raw_grpc(server, req.SerializeToString(), compression=grpc.Compression.Gzip))
+    assert resp.partial_success.rejected_spans == 1
+
+    with pytest.raises(grpc.RpcError) as e:
+        raw_grpc(server, b"", method="/opentelemetry.proto.collector.trace.v1.TraceService/Nope")
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+    server.wait_rows("spans", 1)
+    assert server.proc.poll() is None
