@@ -398,6 +398,17 @@ impl Ingest {
         }
     }
 
+    fn truncate_wal(&self) {
+        match self.inner.wal.truncate() {
+            Ok(_) => self
+                .inner
+                .metrics
+                .wal_segments
+                .set(self.inner.wal.segment_count() as i64),
+            Err(e) => tracing::warn!(error = %e, "cannot delete WAL segments; will retry"),
+        }
+    }
+
     /// Runs flushing, compaction and retention until `stop` turns true.
     pub fn spawn_background(&self, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
         let this = self.clone();
@@ -420,6 +431,12 @@ impl Ingest {
     /// One round of compaction and retention.
     pub async fn maintain(&self) {
         let cfg = &self.inner.config.storage;
+        // Compaction only merges files whose records have left the WAL, so
+        // close the active segment and drop what is already in Parquet.
+        if let Err(e) = self.inner.wal.rotate().await {
+            tracing::warn!(error = %e, "cannot rotate the WAL; will retry");
+        }
+        self.truncate_wal();
         if let Err(e) =
             retention::apply(&self.inner.storage, cfg.retention, now_nanos() as i64).await
         {

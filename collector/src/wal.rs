@@ -90,6 +90,13 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
+enum Msg {
+    Append(Append),
+    /// Close the active segment (if it holds records) so it can be deleted
+    /// once its records are in Parquet; replies when done.
+    Rotate(oneshot::Sender<Result<(), WalError>>),
+}
+
 struct Append {
     signal: Signal,
     received_at: u64,
@@ -113,7 +120,7 @@ struct Shared {
 /// Handle to the write-ahead log. Cheap to clone.
 #[derive(Clone)]
 pub struct Wal {
-    tx: mpsc::Sender<Append>,
+    tx: mpsc::Sender<Msg>,
     shared: Arc<Shared>,
 }
 
@@ -213,12 +220,23 @@ impl Wal {
     ) -> Result<u64, WalError> {
         let (done, rx) = oneshot::channel();
         self.tx
-            .send(Append {
+            .send(Msg::Append(Append {
                 signal,
                 received_at,
                 payload,
                 done,
-            })
+            }))
+            .await
+            .map_err(|_| WalError::Closed)?;
+        rx.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// Closes the active segment if it holds any record, so that a quiet log
+    /// does not keep already-flushed records forever.
+    pub async fn rotate(&self) -> Result<(), WalError> {
+        let (done, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Rotate(done))
             .await
             .map_err(|_| WalError::Closed)?;
         rx.await.map_err(|_| WalError::Closed)?
@@ -402,7 +420,7 @@ fn encode_record(buf: &mut Vec<u8>, lsn: u64, a: &Append) {
 }
 
 struct Writer {
-    rx: mpsc::Receiver<Append>,
+    rx: mpsc::Receiver<Msg>,
     file: File,
     written: u64,
     next_lsn: u64,
@@ -414,15 +432,31 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) {
-        while let Some(first) = self.rx.blocking_recv() {
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
+        let mut group = Vec::new();
+        while let Some(msg) = self.rx.blocking_recv() {
+            let mut rotate = None;
+            match msg {
+                Msg::Append(a) => group.push(a),
+                Msg::Rotate(done) => rotate = Some(done),
+            }
+            while rotate.is_none() && group.len() < MAX_GROUP {
                 match self.rx.try_recv() {
-                    Ok(a) => group.push(a),
+                    Ok(Msg::Append(a)) => group.push(a),
+                    Ok(Msg::Rotate(done)) => rotate = Some(done),
                     Err(_) => break,
                 }
             }
-            self.commit(group);
+            if !group.is_empty() {
+                self.commit(std::mem::take(&mut group));
+            }
+            if let Some(done) = rotate {
+                let result = if self.written > 0 {
+                    self.rotate()
+                } else {
+                    Ok(())
+                };
+                let _ = done.send(result.map_err(WalError::Io));
+            }
         }
         let _ = self.file.sync_all();
     }
@@ -451,17 +485,17 @@ impl Writer {
                 refs.remove(&lsn);
             }
         }
+        if !failed && self.written >= self.config.segment_bytes {
+            if let Err(e) = self.rotate() {
+                tracing::error!(error = %e, "cannot start a new WAL segment; continuing in the current one");
+            }
+        }
         for (i, a) in group.into_iter().enumerate() {
             let reply = match &result {
                 Ok(()) => Ok(first_lsn + i as u64),
                 Err(e) => Err(WalError::Io(io::Error::new(e.kind(), e.to_string()))),
             };
             let _ = a.done.send(reply);
-        }
-        if !failed && self.written >= self.config.segment_bytes {
-            if let Err(e) = self.rotate() {
-                tracing::error!(error = %e, "cannot start a new WAL segment; continuing in the current one");
-            }
         }
     }
 
