@@ -1,12 +1,283 @@
-//! `sightline bench`: a load generator (filled in by the benchmark work).
+//! `sightline bench`: a whole-system ingest benchmark.
+//!
+//! Generates realistic OTLP traces (several services, trace trees, typical
+//! HTTP/RPC/DB attributes), starts `sightline run` on a scratch data dir
+//! (unless `--endpoint` points at a running server), sends them over gRPC at
+//! maximum rate, and reports acknowledged spans/s, server CPU seconds per
+//! million spans, peak server RSS, bytes on disk per span next to raw OTLP
+//! protobuf bytes per span, and the prost decode-only rate as the ceiling.
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
 use clap::Args;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod workload;
 
 /// Flags of `sightline bench`.
 #[derive(Debug, Args)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// How long to send load.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Spans per export request.
+    #[arg(long, default_value_t = 512)]
+    pub batch_size: usize,
+    /// Concurrent export requests in flight.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Number of distinct services in the generated traces.
+    #[arg(long, default_value_t = 8)]
+    pub services: usize,
+    /// Send to this running server (`http://host:4317`) instead of starting one.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Memory budget of the started server, in bytes.
+    #[arg(long, default_value_t = 512 << 20)]
+    pub memory_limit_bytes: u64,
+    /// Compress requests with gzip (as most SDKs do by default).
+    #[arg(long)]
+    pub gzip: bool,
+}
 
-/// Runs the benchmark.
-pub async fn run(_args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// Figures of one run.
+#[derive(Debug, Default)]
+struct Report {
+    spans_acked: u64,
+    requests_refused: u64,
+    elapsed: Duration,
+    decode_spans_per_sec: f64,
+    raw_bytes_per_span: f64,
+    server_cpu_secs: Option<f64>,
+    server_peak_rss: Option<u64>,
+    disk_bytes: Option<u64>,
+    disk_rows: Option<u64>,
+}
+
+/// Runs the benchmark and prints the report.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let pool = workload::request_pool(64, args.batch_size, args.services, 7);
+    let encoded: Vec<Vec<u8>> = pool.iter().map(|r| r.encode_to_vec()).collect();
+    let spans_per_req = args.batch_size as f64;
+    let raw_bytes_per_span =
+        encoded.iter().map(|b| b.len()).sum::<usize>() as f64 / (encoded.len() as f64 * spans_per_req);
+    let decode_spans_per_sec = decode_rate(&encoded);
+    eprintln!("decode-only ceiling: {decode_spans_per_sec:.0} spans/s (one core)");
+
+    let scratch = std::env::temp_dir().join(format!("sightline-bench-{}", std::process::id()));
+    let (endpoint, mut server) = match &args.endpoint {
+        Some(e) => (e.clone(), None),
+        None => {
+            let s = Server::start(&scratch, args.memory_limit_bytes).await?;
+            (format!("http://{}", s.grpc_addr), Some(s))
+        }
+    };
+    let cpu_before = server.as_ref().and_then(|s| cpu_seconds(s.child.id()));
+    let (acked, refused, elapsed) = send_load(&endpoint, &pool, &args).await?;
+    let mut report = Report {
+        spans_acked: acked,
+        requests_refused: refused,
+        elapsed,
+        decode_spans_per_sec,
+        raw_bytes_per_span,
+        ..Default::default()
+    };
+    if let Some(s) = server.as_mut() {
+        let pid = s.child.id();
+        report.server_peak_rss = peak_rss(pid);
+        report.server_cpu_secs = cpu_seconds(pid).zip(cpu_before).map(|(a, b)| a - b);
+        s.stop()?;
+        let (bytes, rows) = parquet_totals(&scratch.join("tables"))?;
+        report.disk_bytes = Some(bytes);
+        report.disk_rows = Some(rows);
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    print_report(&report, &args);
+    Ok(())
+}
+
+/// Single-threaded prost decoding of the same payloads: the ceiling.
+fn decode_rate(encoded: &[Vec<u8>]) -> f64 {
+    let start = Instant::now();
+    let mut spans = 0u64;
+    while start.elapsed() < Duration::from_secs(2) {
+        for b in encoded {
+            let r = ExportTraceServiceRequest::decode(b.as_slice()).expect("generated payloads decode");
+            spans += workload::span_count(&r);
+        }
+    }
+    spans as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn send_load(endpoint: &str, pool: &[ExportTraceServiceRequest], args: &BenchArgs) -> anyhow::Result<(u64, u64, Duration)> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {endpoint}"))?;
+    let acked = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let pool = Arc::new(pool.to_vec());
+    let start = Instant::now();
+    let deadline = start + args.duration;
+    let mut tasks = Vec::new();
+    for worker in 0..args.concurrency {
+        let mut client = TraceServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
+        if args.gzip {
+            client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+        }
+        let (pool, acked, refused) = (pool.clone(), acked.clone(), refused.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = workload::rng(worker as u64 + 100);
+            let mut i = worker;
+            while Instant::now() < deadline {
+                let mut req = pool[i % pool.len()].clone();
+                workload::refresh(&mut req, &mut rng);
+                let spans = workload::span_count(&req);
+                match client.export(req).await {
+                    Ok(_) => {
+                        acked.fetch_add(spans, Ordering::Relaxed);
+                    }
+                    Err(s) if s.code() == tonic::Code::Unavailable => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(s) => return Err(anyhow::anyhow!("export failed: {s}")),
+                }
+                // Workers walk the pool with a stride so they rarely send the same template at once.
+                i += 7;
+            }
+            Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok((acked.load(Ordering::Relaxed), refused.load(Ordering::Relaxed), start.elapsed()))
+}
+
+fn print_report(r: &Report, args: &BenchArgs) {
+    let secs = r.elapsed.as_secs_f64();
+    let rate = r.spans_acked as f64 / secs;
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!("| workload | {} spans/request, {} in flight, {} services, gzip {} |", args.batch_size, args.concurrency, args.services, args.gzip);
+    println!("| spans acknowledged | {} in {:.1} s |", r.spans_acked, secs);
+    println!("| acknowledged rate | {rate:.0} spans/s |");
+    println!("| decode-only ceiling (prost, one core) | {:.0} spans/s |", r.decode_spans_per_sec);
+    println!("| end to end / ceiling | {:.0}% |", 100.0 * rate / r.decode_spans_per_sec);
+    println!("| requests refused (overload) | {} |", r.requests_refused);
+    if let Some(cpu) = r.server_cpu_secs {
+        println!("| server CPU per million spans | {:.2} s |", cpu / (r.spans_acked as f64 / 1e6));
+    }
+    if let Some(rss) = r.server_peak_rss {
+        println!("| server peak RSS | {:.0} MiB (budget {} MiB) |", rss as f64 / 1048576.0, args.memory_limit_bytes >> 20);
+    }
+    println!("| raw OTLP protobuf | {:.1} bytes/span |", r.raw_bytes_per_span);
+    if let (Some(b), Some(rows)) = (r.disk_bytes, r.disk_rows) {
+        let per = b as f64 / rows.max(1) as f64;
+        println!("| Parquet on disk | {per:.1} bytes/span ({rows} rows, {:.1}x smaller than OTLP) |", r.raw_bytes_per_span / per);
+    }
+}
+
+/// A `sightline run` child process on loopback ports.
+struct Server {
+    child: Child,
+    grpc_addr: String,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Server {
+    async fn start(dir: &Path, memory_limit: u64) -> anyhow::Result<Server> {
+        let (api, grpc, http) = (free_port()?, free_port()?, free_port()?);
+        let child = Command::new(std::env::current_exe()?)
+            .args(["run", "--data-dir"])
+            .arg(dir)
+            .args(["--http-addr", &format!("127.0.0.1:{api}")])
+            .args(["--otlp-grpc-addr", &format!("127.0.0.1:{grpc}")])
+            .args(["--otlp-http-addr", &format!("127.0.0.1:{http}")])
+            .args(["--memory-limit-bytes", &memory_limit.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot start sightline run")?;
+        let s = Server { child, grpc_addr: format!("127.0.0.1:{grpc}") };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if http_status(&format!("127.0.0.1:{api}"), "/-/ready").await == Some(200) {
+                return Ok(s);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("server did not become ready")
+    }
+
+    /// SIGTERM (flushes everything), then waits.
+    fn stop(&mut self) -> anyhow::Result<()> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("server exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// Status code of a plain HTTP/1.1 GET, or None when unreachable.
+async fn http_status(addr: &str, path: &str) -> Option<u16> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    let mut buf = vec![0u8; 64];
+    let n = s.read(&mut buf).await.ok()?;
+    std::str::from_utf8(&buf[..n]).ok()?.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Peak resident set size (VmHWM) in bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+/// Total Parquet bytes and rows (from footers) under `dir`.
+fn parquet_totals(dir: &Path) -> anyhow::Result<(u64, u64)> {
+    let (mut bytes, mut rows) = (0, 0);
+    let mut stack: Vec<PathBuf> = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                bytes += e.metadata()?.len();
+                let reader = parquet::file::serialized_reader::SerializedFileReader::new(std::fs::File::open(&p)?)?;
+                rows += parquet::file::reader::FileReader::metadata(&reader).file_metadata().num_rows() as u64;
+            }
+        }
+    }
+    Ok((bytes, rows))
 }
