@@ -67,8 +67,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let pool = workload::request_pool(64, args.batch_size, args.services, 7);
     let encoded: Vec<Vec<u8>> = pool.iter().map(|r| r.encode_to_vec()).collect();
     let spans_per_req = args.batch_size as f64;
-    let raw_bytes_per_span =
-        encoded.iter().map(|b| b.len()).sum::<usize>() as f64 / (encoded.len() as f64 * spans_per_req);
+    let raw_bytes_per_span = encoded.iter().map(|b| b.len()).sum::<usize>() as f64
+        / (encoded.len() as f64 * spans_per_req);
     let decode_spans_per_sec = decode_rate(&encoded);
     eprintln!("decode-only ceiling: {decode_spans_per_sec:.0} spans/s (one core)");
 
@@ -110,14 +110,19 @@ fn decode_rate(encoded: &[Vec<u8>]) -> f64 {
     let mut spans = 0u64;
     while start.elapsed() < Duration::from_secs(2) {
         for b in encoded {
-            let r = ExportTraceServiceRequest::decode(b.as_slice()).expect("generated payloads decode");
+            let r =
+                ExportTraceServiceRequest::decode(b.as_slice()).expect("generated payloads decode");
             spans += workload::span_count(&r);
         }
     }
     spans as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn send_load(endpoint: &str, pool: &[ExportTraceServiceRequest], args: &BenchArgs) -> anyhow::Result<(u64, u64, Duration)> {
+async fn send_load(
+    endpoint: &str,
+    pool: &[ExportTraceServiceRequest],
+    args: &BenchArgs,
+) -> anyhow::Result<(u64, u64, Duration)> {
     let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())?
         .connect()
         .await
@@ -129,7 +134,8 @@ async fn send_load(endpoint: &str, pool: &[ExportTraceServiceRequest], args: &Be
     let deadline = start + args.duration;
     let mut tasks = Vec::new();
     for worker in 0..args.concurrency {
-        let mut client = TraceServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
+        let mut client =
+            TraceServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
         if args.gzip {
             client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
         }
@@ -160,7 +166,11 @@ async fn send_load(endpoint: &str, pool: &[ExportTraceServiceRequest], args: &Be
     for t in tasks {
         t.await??;
     }
-    Ok((acked.load(Ordering::Relaxed), refused.load(Ordering::Relaxed), start.elapsed()))
+    Ok((
+        acked.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+        start.elapsed(),
+    ))
 }
 
 fn print_report(r: &Report, args: &BenchArgs) {
@@ -168,22 +178,47 @@ fn print_report(r: &Report, args: &BenchArgs) {
     let rate = r.spans_acked as f64 / secs;
     println!("| figure | value |");
     println!("|---|---|");
-    println!("| workload | {} spans/request, {} in flight, {} services, gzip {} |", args.batch_size, args.concurrency, args.services, args.gzip);
-    println!("| spans acknowledged | {} in {:.1} s |", r.spans_acked, secs);
+    println!(
+        "| workload | {} spans/request, {} in flight, {} services, gzip {} |",
+        args.batch_size, args.concurrency, args.services, args.gzip
+    );
+    println!(
+        "| spans acknowledged | {} in {:.1} s |",
+        r.spans_acked, secs
+    );
     println!("| acknowledged rate | {rate:.0} spans/s |");
-    println!("| decode-only ceiling (prost, one core) | {:.0} spans/s |", r.decode_spans_per_sec);
-    println!("| end to end / ceiling | {:.0}% |", 100.0 * rate / r.decode_spans_per_sec);
+    println!(
+        "| decode-only ceiling (prost, one core) | {:.0} spans/s |",
+        r.decode_spans_per_sec
+    );
+    println!(
+        "| end to end / ceiling | {:.0}% |",
+        100.0 * rate / r.decode_spans_per_sec
+    );
     println!("| requests refused (overload) | {} |", r.requests_refused);
     if let Some(cpu) = r.server_cpu_secs {
-        println!("| server CPU per million spans | {:.2} s |", cpu / (r.spans_acked as f64 / 1e6));
+        println!(
+            "| server CPU per million spans | {:.2} s |",
+            cpu / (r.spans_acked as f64 / 1e6)
+        );
     }
     if let Some(rss) = r.server_peak_rss {
-        println!("| server peak RSS | {:.0} MiB (budget {} MiB) |", rss as f64 / 1048576.0, args.memory_limit_bytes >> 20);
+        println!(
+            "| server peak RSS | {:.0} MiB (budget {} MiB) |",
+            rss as f64 / 1048576.0,
+            args.memory_limit_bytes >> 20
+        );
     }
-    println!("| raw OTLP protobuf | {:.1} bytes/span |", r.raw_bytes_per_span);
+    println!(
+        "| raw OTLP protobuf | {:.1} bytes/span |",
+        r.raw_bytes_per_span
+    );
     if let (Some(b), Some(rows)) = (r.disk_bytes, r.disk_rows) {
         let per = b as f64 / rows.max(1) as f64;
-        println!("| Parquet on disk | {per:.1} bytes/span ({rows} rows, {:.1}x smaller than OTLP) |", r.raw_bytes_per_span / per);
+        println!(
+            "| Parquet on disk | {per:.1} bytes/span ({rows} rows, {:.1}x smaller than OTLP) |",
+            r.raw_bytes_per_span / per
+        );
     }
 }
 
@@ -194,7 +229,9 @@ struct Server {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl Server {
@@ -211,7 +248,10 @@ impl Server {
             .stdout(Stdio::null())
             .spawn()
             .context("cannot start sightline run")?;
-        let s = Server { child, grpc_addr: format!("127.0.0.1:{grpc}") };
+        let s = Server {
+            child,
+            grpc_addr: format!("127.0.0.1:{grpc}"),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if http_status(&format!("127.0.0.1:{api}"), "/-/ready").await == Some(200) {
@@ -224,7 +264,9 @@ impl Server {
 
     /// SIGTERM (flushes everything), then waits.
     fn stop(&mut self) -> anyhow::Result<()> {
-        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
         let status = self.child.wait()?;
         if !status.success() {
             bail!("server exited with {status}");
@@ -242,10 +284,19 @@ impl Drop for Server {
 /// Status code of a plain HTTP/1.1 GET, or None when unreachable.
 async fn http_status(addr: &str, path: &str) -> Option<u16> {
     let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .ok()?;
     let mut buf = vec![0u8; 64];
     let n = s.read(&mut buf).await.ok()?;
-    std::str::from_utf8(&buf[..n]).ok()?.split_whitespace().nth(1)?.parse().ok()
+    std::str::from_utf8(&buf[..n])
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// utime + stime of a process, in seconds.
@@ -274,8 +325,12 @@ fn parquet_totals(dir: &Path) -> anyhow::Result<(u64, u64)> {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "parquet") {
                 bytes += e.metadata()?.len();
-                let reader = parquet::file::serialized_reader::SerializedFileReader::new(std::fs::File::open(&p)?)?;
-                rows += parquet::file::reader::FileReader::metadata(&reader).file_metadata().num_rows() as u64;
+                let reader = parquet::file::serialized_reader::SerializedFileReader::new(
+                    std::fs::File::open(&p)?,
+                )?;
+                rows += parquet::file::reader::FileReader::metadata(&reader)
+                    .file_metadata()
+                    .num_rows() as u64;
             }
         }
     }

@@ -129,7 +129,7 @@ pub struct RunArgs {
     /// Flush a table once it buffers this many rows [default: 500000].
     #[arg(long, env = "SIGHTLINE_STORAGE_FLUSH_ROWS")]
     pub storage_flush_rows: Option<usize>,
-    /// Flush a table once it buffers this many bytes [default: 134217728 (128 MiB)].
+    /// Flush a table once it buffers this many bytes of Arrow data [default: 67108864 (64 MiB)].
     #[arg(long, env = "SIGHTLINE_STORAGE_FLUSH_BYTES")]
     pub storage_flush_bytes: Option<usize>,
     /// Flush a table once its oldest row is this old, e.g. `60s` [default: 60s].

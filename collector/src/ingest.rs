@@ -85,8 +85,9 @@ pub struct PendingReplay {
     covered: Covered,
 }
 
-/// Conversion estimate: Arrow data is larger than its protobuf encoding.
-const ARROW_EXPANSION: usize = 3;
+/// In-flight estimate: the decoded request and its Arrow conversion are
+/// several times larger than the protobuf encoding.
+const ARROW_EXPANSION: usize = 4;
 
 struct Inner {
     config: CollectorConfig,
@@ -363,11 +364,17 @@ impl Ingest {
             .with_label_values(&[table.name()])
             .start_timer();
         let lsns = taken.lsn_set();
+        // Sorting and encoding need about two more copies of the data for a
+        // while; count them so receivers back off instead of the RSS growing
+        // past the budget.
+        let working_set = taken.bytes * 2;
+        self.inner.budget.add(working_set);
         let result = self
             .inner
             .storage
             .write_flush(table, taken.batches.clone(), &lsns, now_nanos() as i64)
             .await;
+        self.inner.budget.release(working_set);
         match result {
             Ok(files) => {
                 timer.observe_duration();

@@ -105,11 +105,22 @@ impl Table {
         }
     }
 
-    /// Columns rows are sorted by before writing, for compression and pruning.
+    /// Row order of compacted files: service first so page statistics prune
+    /// by service, then time.
     pub fn sort_columns(self) -> &'static [&'static str] {
         match self {
-            Table::Spans => &["service_name", "trace_id", "start_time"],
+            Table::Spans => &["service_name", "start_time"],
             Table::Logs => &["service_name", "time"],
+            _ => &["metric_name", "service_name", "time"],
+        }
+    }
+
+    /// Row order of freshly flushed files. Empty means arrival order, which
+    /// keeps each trace's spans together and compresses best (see
+    /// `storage::encode`); metric points are grouped by series instead.
+    pub fn flush_sort_columns(self) -> &'static [&'static str] {
+        match self {
+            Table::Spans | Table::Logs => &[],
             _ => &["metric_name", "service_name", "time"],
         }
     }

@@ -12,10 +12,27 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
 const SERVICES: &[&str] = &[
-    "frontend", "checkout", "cart", "payment", "shipping", "currency", "recommendation", "ad", "email",
-    "quote", "inventory", "auth",
+    "frontend",
+    "checkout",
+    "cart",
+    "payment",
+    "shipping",
+    "currency",
+    "recommendation",
+    "ad",
+    "email",
+    "quote",
+    "inventory",
+    "auth",
 ];
-const ROUTES: &[&str] = &["/api/cart", "/api/checkout", "/api/products/{id}", "/api/recommendations", "/api/shipping/quote", "/api/currency/convert"];
+const ROUTES: &[&str] = &[
+    "/api/cart",
+    "/api/checkout",
+    "/api/products/{id}",
+    "/api/recommendations",
+    "/api/shipping/quote",
+    "/api/currency/convert",
+];
 const TABLES: &[&str] = &["orders", "carts", "products", "users", "shipments"];
 
 /// A seeded random generator (runs are repeatable).
@@ -24,7 +41,11 @@ pub fn rng(seed: u64) -> StdRng {
 }
 
 fn kv(key: &str, v: any_value::Value) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
 }
 
 fn s(key: &str, v: &str) -> KeyValue {
@@ -44,9 +65,15 @@ fn resource(service: &str, instance: usize) -> Resource {
             s("deployment.environment.name", "production"),
             s("host.name", &format!("node-{}", instance % 5)),
             s("k8s.namespace.name", "shop"),
-            s("k8s.pod.name", &format!("{service}-7d9f8b6c5-{instance:05x}")),
+            s(
+                "k8s.pod.name",
+                &format!("{service}-7d9f8b6c5-{instance:05x}"),
+            ),
             s("k8s.node.name", &format!("node-{}", instance % 5)),
-            s("container.id", &format!("{:064x}", (instance as u128) * 0x9e3779b97f4a7c15)),
+            s(
+                "container.id",
+                &format!("{:064x}", (instance as u128) * 0x9e3779b97f4a7c15),
+            ),
             s("telemetry.sdk.language", "go"),
             s("telemetry.sdk.name", "opentelemetry"),
             s("telemetry.sdk.version", "1.28.0"),
@@ -66,8 +93,16 @@ fn trace(rng: &mut StdRng, n: usize, services: usize, start: u64) -> Vec<(usize,
     for k in 0..n {
         let mut span_id = [0u8; 8];
         rng.fill_bytes(&mut span_id);
-        let parent = if k == 0 { None } else { Some(rng.random_range(0..k)) };
-        let svc = if k == 0 { 0 } else { rng.random_range(0..services) };
+        let parent = if k == 0 {
+            None
+        } else {
+            Some(rng.random_range(0..k))
+        };
+        let svc = if k == 0 {
+            0
+        } else {
+            rng.random_range(0..services)
+        };
         let begin = start + k as u64 * rng.random_range(20_000..400_000);
         let dur = rng.random_range(50_000..30_000_000u64);
         let (name, kind, attrs) = match (k, k % 3) {
@@ -81,8 +116,18 @@ fn trace(rng: &mut StdRng, n: usize, services: usize, start: u64) -> Vec<(usize,
                     s("url.scheme", "https"),
                     s("url.path", route),
                     s("server.address", "shop.example.com"),
-                    s("user_agent.original", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36"),
-                    s("client.address", &format!("10.1.{}.{}", rng.random_range(0..255), rng.random_range(0..255))),
+                    s(
+                        "user_agent.original",
+                        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+                    ),
+                    s(
+                        "client.address",
+                        &format!(
+                            "10.1.{}.{}",
+                            rng.random_range(0..255),
+                            rng.random_range(0..255)
+                        ),
+                    ),
                 ],
             ),
             (_, 1) => {
@@ -94,7 +139,10 @@ fn trace(rng: &mut StdRng, n: usize, services: usize, start: u64) -> Vec<(usize,
                         s("db.system", "postgresql"),
                         s("db.operation.name", "SELECT"),
                         s("db.collection.name", table),
-                        s("db.query.text", &format!("SELECT * FROM {table} WHERE id = $1")),
+                        s(
+                            "db.query.text",
+                            &format!("SELECT * FROM {table} WHERE id = $1"),
+                        ),
                         s("server.address", "postgres.shop.svc"),
                         i("server.port", 5432),
                     ],
@@ -114,13 +162,20 @@ fn trace(rng: &mut StdRng, n: usize, services: usize, start: u64) -> Vec<(usize,
                     ],
                 )
             }
-            _ => ("process".to_string(), SpanKind::Internal, vec![i("items", rng.random_range(1..20))]),
+            _ => (
+                "process".to_string(),
+                SpanKind::Internal,
+                vec![i("items", rng.random_range(1..20))],
+            ),
         };
         let events = if k == 0 && error {
             vec![Event {
                 time_unix_nano: begin + dur / 2,
                 name: "exception".into(),
-                attributes: vec![s("exception.type", "TimeoutError"), s("exception.message", "upstream timed out")],
+                attributes: vec![
+                    s("exception.type", "TimeoutError"),
+                    s("exception.message", "upstream timed out"),
+                ],
                 dropped_attributes_count: 0,
             }]
         } else {
@@ -137,7 +192,11 @@ fn trace(rng: &mut StdRng, n: usize, services: usize, start: u64) -> Vec<(usize,
             attributes: attrs,
             events,
             status: Some(Status {
-                code: if error && k == 0 { StatusCode::Error as i32 } else { StatusCode::Unset as i32 },
+                code: if error && k == 0 {
+                    StatusCode::Error as i32
+                } else {
+                    StatusCode::Unset as i32
+                },
                 message: String::new(),
             }),
             flags: 0x101,
@@ -150,7 +209,12 @@ fn trace(rng: &mut StdRng, n: usize, services: usize, start: u64) -> Vec<(usize,
 
 /// `count` requests of `batch` spans each: traces of 5–15 spans grouped by
 /// service into ResourceSpans, as an SDK's batch processor would send them.
-pub fn request_pool(count: usize, batch: usize, services: usize, seed: u64) -> Vec<ExportTraceServiceRequest> {
+pub fn request_pool(
+    count: usize,
+    batch: usize,
+    services: usize,
+    seed: u64,
+) -> Vec<ExportTraceServiceRequest> {
     let services = services.clamp(1, SERVICES.len());
     let mut rng = rng(seed);
     let now = collector::ingest::now_nanos();
@@ -173,7 +237,8 @@ pub fn request_pool(count: usize, batch: usize, services: usize, seed: u64) -> V
                     resource: Some(resource(SERVICES[svc], svc * 3 + 1)),
                     scope_spans: vec![ScopeSpans {
                         scope: Some(InstrumentationScope {
-                            name: "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp".into(),
+                            name: "go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+                                .into(),
                             version: "0.53.0".into(),
                             ..Default::default()
                         }),
@@ -194,7 +259,11 @@ pub fn refresh(req: &mut ExportTraceServiceRequest, rng: &mut StdRng) {
     let salt_trace: u128 = rng.random();
     let salt_span: u64 = rng.random();
     let shift = collector::ingest::now_nanos();
-    let spans = req.resource_spans.iter_mut().flat_map(|rs| rs.scope_spans.iter_mut()).flat_map(|ss| ss.spans.iter_mut());
+    let spans = req
+        .resource_spans
+        .iter_mut()
+        .flat_map(|rs| rs.scope_spans.iter_mut())
+        .flat_map(|ss| ss.spans.iter_mut());
     let mut base = None;
     for span in spans {
         xor(&mut span.trace_id, &salt_trace.to_le_bytes());
@@ -217,5 +286,9 @@ fn xor(id: &mut [u8], salt: &[u8]) {
 
 /// Spans in a request.
 pub fn span_count(req: &ExportTraceServiceRequest) -> u64 {
-    req.resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len() as u64).sum()
+    req.resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len() as u64)
+        .sum()
 }

@@ -60,3 +60,112 @@ fn batch_from_columns(cols: Vec<columns::Column>) -> RecordBatch {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
         .expect("column builders produce consistent batches")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint,
+        Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
+        metric::Data, number_data_point,
+    };
+
+    fn metric(name: &str, data: Data) -> Metric {
+        Metric {
+            name: name.into(),
+            data: Some(data),
+            ..Default::default()
+        }
+    }
+
+    fn number(v: f64) -> NumberDataPoint {
+        NumberDataPoint {
+            time_unix_nano: 5,
+            value: Some(number_data_point::Value::AsDouble(v)),
+            ..Default::default()
+        }
+    }
+
+    /// Flushing concatenates batches with the table schema, so every batch a
+    /// request produces must have exactly that schema.
+    #[test]
+    fn every_metric_type_goes_to_its_table_with_the_table_schema() {
+        let metrics = vec![
+            metric(
+                "g",
+                Data::Gauge(Gauge {
+                    data_points: vec![number(1.0)],
+                }),
+            ),
+            metric(
+                "s",
+                Data::Sum(Sum {
+                    data_points: vec![number(2.0), number(3.0)],
+                    aggregation_temporality: 1,
+                    is_monotonic: true,
+                }),
+            ),
+            metric(
+                "h",
+                Data::Histogram(Histogram {
+                    data_points: vec![HistogramDataPoint {
+                        time_unix_nano: 5,
+                        count: 3,
+                        bucket_counts: vec![1, 2],
+                        explicit_bounds: vec![10.0],
+                        ..Default::default()
+                    }],
+                    aggregation_temporality: 2,
+                }),
+            ),
+            metric(
+                "e",
+                Data::ExponentialHistogram(ExponentialHistogram {
+                    data_points: vec![ExponentialHistogramDataPoint {
+                        time_unix_nano: 5,
+                        count: 1,
+                        scale: 3,
+                        ..Default::default()
+                    }],
+                    aggregation_temporality: 2,
+                }),
+            ),
+            metric(
+                "q",
+                Data::Summary(Summary {
+                    data_points: vec![SummaryDataPoint {
+                        time_unix_nano: 5,
+                        count: 1,
+                        sum: 2.0,
+                        ..Default::default()
+                    }],
+                }),
+            ),
+        ];
+        let req = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let out = convert(&Payload::Metrics(req), 0);
+        let got: Vec<(Table, usize)> = out.iter().map(|(t, b)| (*t, b.num_rows())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Table::MetricsGauge, 1),
+                (Table::MetricsSum, 2),
+                (Table::MetricsHistogram, 1),
+                (Table::MetricsExponentialHistogram, 1),
+                (Table::MetricsSummary, 1),
+            ]
+        );
+        for (table, batch) in &out {
+            assert_eq!(batch.schema(), table.schema(), "{table}");
+        }
+    }
+}

@@ -68,7 +68,7 @@ async fn merge(storage: &Storage, table: Table, files: &[FileInfo]) -> Result<()
     let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, StorageError> {
         let all = arrow::compute::concat_batches(&schema, &batches)?;
         let sorted = encode::sort(table, &all)?;
-        encode::encode(table, &sorted, meta)
+        encode::encode(table, &[sorted], meta)
     })
     .await??;
     let path = storage.new_path(table, files[0].partition, rand::random());

@@ -1,13 +1,20 @@
-//! Record batches → Parquet bytes: split by hour partition, sort for
+//! Record batches → Parquet bytes: split by hour partition, order rows for
 //! compression and pruning, encode with zstd, dictionaries, page statistics
 //! and a bloom filter on trace ids.
+//!
+//! Spans and logs are flushed in arrival order: SDK batches already group
+//! them by resource and keep each trace's spans together in time order, and
+//! measurements showed that re-sorting by service and trace id made files
+//! about 25% larger (see `docs/benchmarks.md`). Skipping the sort also lets
+//! a flush stream the buffered batches into the writer without copying them.
+//! Compaction sorts merged files by [`Table::sort_columns`].
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
 
-use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array};
 use arrow::compute::{
-    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
+    SortColumn, SortOptions, concat_batches, filter_record_batch, lexsort_to_indices,
+    take_record_batch,
 };
 use arrow::datatypes::TimestampNanosecondType;
 use parquet::arrow::ArrowWriter;
@@ -20,65 +27,149 @@ use super::StorageError;
 use super::layout::Partition;
 use crate::schema::Table;
 
-/// Concatenates batches and splits the rows by hour partition of the table's
-/// time column. Rows with a null time go to the partition of `fallback_ns`.
-pub fn split_by_partition(
+/// One encoded file: its partition, row count and bytes.
+pub struct EncodedFile {
+    /// Hour partition.
+    pub partition: Partition,
+    /// Rows in the file.
+    pub rows: usize,
+    /// Parquet bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Encodes buffered batches as one file per hour partition. `metadata` gets
+/// the number of files and returns the key-value metadata for each.
+pub fn encode_flush(
     table: Table,
     batches: &[RecordBatch],
     fallback_ns: i64,
-) -> Result<BTreeMap<Partition, RecordBatch>, StorageError> {
-    let schema = table.schema();
-    let all = concat_batches(&schema, batches)?;
-    let times = all
-        .column_by_name(table.time_column())
-        .ok_or_else(|| StorageError::Schema(format!("{table} has no time column")))?
-        .as_primitive::<TimestampNanosecondType>();
-    let mut rows: BTreeMap<Partition, Vec<u32>> = BTreeMap::new();
-    for i in 0..times.len() {
-        let t = if times.is_null(i) {
-            fallback_ns
-        } else {
-            times.value(i)
-        };
-        rows.entry(Partition::of_nanos(t))
-            .or_default()
-            .push(i as u32);
-    }
-    let mut out = BTreeMap::new();
-    for (p, idx) in rows {
-        let batch = if idx.len() == all.num_rows() {
-            all.clone()
-        } else {
-            take_record_batch(&all, &UInt32Array::from(idx))?
-        };
-        out.insert(p, batch);
+    metadata: impl Fn(usize) -> Vec<KeyValue>,
+) -> Result<Vec<EncodedFile>, StorageError> {
+    let parts = split(table, batches, fallback_ns)?;
+    let meta = metadata(parts.len());
+    parts
+        .into_iter()
+        .map(|(partition, batches)| {
+            let batches = match table.flush_sort_columns() {
+                [] => batches,
+                cols => vec![sort_by(
+                    table,
+                    &concat_batches(&table.schema(), &batches)?,
+                    cols,
+                )?],
+            };
+            let rows = batches.iter().map(|b| b.num_rows()).sum();
+            let bytes = encode(table, &batches, meta.clone())?;
+            Ok(EncodedFile {
+                partition,
+                rows,
+                bytes,
+            })
+        })
+        .collect()
+}
+
+/// Groups rows by hour partition of the table's time column without copying
+/// batches that fall in one partition (the usual case). Rows with a null time
+/// go to the partition of `fallback_ns`.
+fn split(
+    table: Table,
+    batches: &[RecordBatch],
+    fallback_ns: i64,
+) -> Result<BTreeMap<Partition, Vec<RecordBatch>>, StorageError> {
+    let mut out: BTreeMap<Partition, Vec<RecordBatch>> = BTreeMap::new();
+    for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+        let times = batch
+            .column_by_name(table.time_column())
+            .ok_or_else(|| StorageError::Schema(format!("{table} has no time column")))?
+            .as_primitive::<TimestampNanosecondType>();
+        let parts: Int64Array = (0..times.len())
+            .map(|i| {
+                Some(
+                    Partition::of_nanos(if times.is_null(i) {
+                        fallback_ns
+                    } else {
+                        times.value(i)
+                    })
+                    .0,
+                )
+            })
+            .collect();
+        let (min, max) = parts
+            .values()
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), p| (lo.min(*p), hi.max(*p)));
+        if min == max {
+            out.entry(Partition(min)).or_default().push(batch.clone());
+            continue;
+        }
+        let distinct: std::collections::BTreeSet<i64> = parts.values().iter().copied().collect();
+        for p in distinct {
+            let mask: BooleanArray = parts.values().iter().map(|v| Some(*v == p)).collect();
+            out.entry(Partition(p))
+                .or_default()
+                .push(filter_record_batch(batch, &mask)?);
+        }
     }
     Ok(out)
 }
 
-/// Sorts rows by the table's sort columns.
-pub fn sort(table: Table, batch: &RecordBatch) -> Result<RecordBatch, StorageError> {
-    let cols: Vec<SortColumn> = table
-        .sort_columns()
-        .iter()
-        .filter_map(|name| batch.column_by_name(name))
-        .map(|c| SortColumn {
-            values: c.clone(),
-            options: Some(SortOptions {
-                descending: false,
-                nulls_first: true,
-            }),
-        })
-        .collect();
-    if cols.is_empty() || batch.num_rows() < 2 {
+fn sort_by(
+    table: Table,
+    batch: &RecordBatch,
+    columns: &[&str],
+) -> Result<RecordBatch, StorageError> {
+    if batch.num_rows() < 2 {
         return Ok(batch.clone());
     }
-    let idx = lexsort_to_indices(&cols, None)?;
+    let opts = Some(SortOptions {
+        descending: false,
+        nulls_first: true,
+    });
+    let cols: Vec<SortColumn> = columns
+        .iter()
+        .filter_map(|name| batch.column_by_name(name).cloned())
+        .map(|values: ArrayRef| SortColumn {
+            values,
+            options: opts,
+        })
+        .collect();
+    if cols.is_empty() {
+        return Err(StorageError::Schema(format!(
+            "{table} lacks its sort columns"
+        )));
+    }
+    let idx: UInt32Array = lexsort_to_indices(&cols, None)?;
     Ok(take_record_batch(batch, &idx)?)
 }
 
+/// Sorts rows by the table's compaction order ([`Table::sort_columns`]).
+pub fn sort(table: Table, batch: &RecordBatch) -> Result<RecordBatch, StorageError> {
+    sort_by(table, batch, table.sort_columns())
+}
+
+/// Distinct non-null ids in fixed-size binary columns (trace ids): sizes the
+/// bloom filter, which would otherwise cost a byte or more per row.
+fn distinct_ids(batches: &[RecordBatch], column: &str) -> usize {
+    let mut seen = HashSet::new();
+    for b in batches {
+        match b
+            .column_by_name(column)
+            .and_then(|c| c.as_fixed_size_binary_opt())
+        {
+            Some(ids) => seen.extend(ids.iter().flatten()),
+            None => return batches.iter().map(|b| b.num_rows()).sum(),
+        }
+    }
+    seen.len()
+}
+
 /// Writer settings for a table.
-pub fn writer_properties(table: Table, metadata: Vec<KeyValue>, rows: usize) -> WriterProperties {
+pub fn writer_properties(
+    table: Table,
+    metadata: Vec<KeyValue>,
+    batches: &[RecordBatch],
+) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -88,9 +179,9 @@ pub fn writer_properties(table: Table, metadata: Vec<KeyValue>, rows: usize) -> 
         b = b
             .set_column_bloom_filter_enabled(path.clone(), true)
             .set_column_bloom_filter_fpp(path.clone(), 0.01)
-            .set_column_bloom_filter_max_ndv(path, rows.max(1) as u64);
+            .set_column_bloom_filter_max_ndv(path, distinct_ids(batches, col).max(1) as u64);
     }
-    // Times grow within a sorted run: delta encoding beats a dictionary.
+    // Times grow within a run of rows: delta encoding beats a dictionary.
     for col in ["start_time", "time", "observed_time", "duration_ns"] {
         if table.schema().field_with_name(col).is_ok() {
             b = b
@@ -105,16 +196,31 @@ pub fn writer_properties(table: Table, metadata: Vec<KeyValue>, rows: usize) -> 
     b.build()
 }
 
-/// Encodes one sorted batch as a Parquet file.
+/// Encodes batches (in order) as one Parquet file.
 pub fn encode(
     table: Table,
-    batch: &RecordBatch,
+    batches: &[RecordBatch],
     metadata: Vec<KeyValue>,
 ) -> Result<Vec<u8>, StorageError> {
-    let props = writer_properties(table, metadata, batch.num_rows());
-    let mut buf = Vec::with_capacity(batch.get_array_memory_size() / 8);
-    let mut w = ArrowWriter::try_new(&mut buf, Arc::clone(&batch.schema()), Some(props))?;
-    w.write(batch)?;
+    let props = writer_properties(table, metadata, batches);
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, table.schema(), Some(props))?;
+    for b in batches {
+        w.write(b)?;
+    }
     w.close()?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::empty_batch;
+
+    #[test]
+    fn empty_input_writes_no_file() {
+        let files =
+            encode_flush(Table::Spans, &[empty_batch(Table::Spans)], 0, |_| vec![]).unwrap();
+        assert!(files.is_empty());
+    }
 }

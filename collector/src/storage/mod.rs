@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::Table;
 use crate::self_metrics::SelfMetrics;
-pub use encode::{sort, split_by_partition};
+pub use encode::sort;
 use layout::{META_COMPACTED_FROM, META_FLUSH_FILES, META_FLUSH_ID, META_LSNS, Partition};
 
 /// Storage failures. Flushes that fail are retried; nothing is dropped.
@@ -81,7 +81,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             flush_rows: 500_000,
-            flush_bytes: 128 << 20,
+            flush_bytes: 64 << 20,
             flush_interval: Duration::from_secs(60),
             compaction_interval: Duration::from_secs(300),
             compaction_min_files: 4,
@@ -148,31 +148,24 @@ impl Storage {
     ) -> Result<Vec<Path>, StorageError> {
         let flush_id: u64 = rand::random();
         let lsn_text = layout::encode_lsns(lsns);
-        let parts = tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
-            let parts = split_by_partition(table, &batches, fallback_ns)?;
-            let n = parts.len();
-            parts
-                .into_iter()
-                .map(|(p, b)| {
-                    let meta = vec![
-                        KeyValue::new(META_LSNS.into(), lsn_text.clone()),
-                        KeyValue::new(META_FLUSH_ID.into(), format!("{flush_id:016x}")),
-                        KeyValue::new(META_FLUSH_FILES.into(), n.to_string()),
-                    ];
-                    let sorted = sort(table, &b)?;
-                    Ok((p, sorted.num_rows(), encode::encode(table, &sorted, meta)?))
-                })
-                .collect::<Result<Vec<_>, StorageError>>()
+        let files = tokio::task::spawn_blocking(move || {
+            encode::encode_flush(table, &batches, fallback_ns, |n| {
+                vec![
+                    KeyValue::new(META_LSNS.into(), lsn_text.clone()),
+                    KeyValue::new(META_FLUSH_ID.into(), format!("{flush_id:016x}")),
+                    KeyValue::new(META_FLUSH_FILES.into(), n.to_string()),
+                ]
+            })
         })
         .await??;
         let mut written = Vec::new();
-        for (p, rows, bytes) in parts {
-            let path = self.new_path(table, p, flush_id);
-            self.put_durable(&path, bytes, table, "flush").await?;
+        for f in files {
+            let path = self.new_path(table, f.partition, flush_id);
+            self.put_durable(&path, f.bytes, table, "flush").await?;
             self.metrics
                 .rows_written
                 .with_label_values(&[table.name()])
-                .inc_by(rows as u64);
+                .inc_by(f.rows as u64);
             written.push(path);
         }
         Ok(written)
