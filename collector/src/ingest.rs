@@ -85,9 +85,11 @@ pub struct PendingReplay {
     covered: Covered,
 }
 
-/// In-flight estimate: the decoded request and its Arrow conversion are
-/// several times larger than the protobuf encoding.
-const ARROW_EXPANSION: usize = 4;
+/// In-flight estimate, as a multiple of the protobuf size: until conversion
+/// ends a request exists as its body, its decoded structs (several times
+/// larger than the encoding) and its Arrow batches. Measured with
+/// `sightline bench` under overload so that peak RSS stays within the budget.
+const IN_FLIGHT_FACTOR: usize = 8;
 
 struct Inner {
     config: CollectorConfig,
@@ -233,10 +235,15 @@ impl Ingest {
 
     /// Validates, persists and acknowledges one request. On `Ok`, every item
     /// not listed in the returned rejection is durable and will be stored.
+    ///
+    /// `original` is the request's protobuf encoding when the caller has it:
+    /// if validation removes nothing, the WAL stores it as is instead of
+    /// encoding the payload again.
     pub async fn export(
         &self,
         transport: Transport,
         mut payload: Payload,
+        original: Option<&[u8]>,
     ) -> Result<Rejected, ExportError> {
         let signal = payload.signal();
         let m = &self.inner.metrics;
@@ -258,7 +265,7 @@ impl Ingest {
         if accepted == 0 {
             return Ok(rejected);
         }
-        let estimate = payload.encoded_len() * ARROW_EXPANSION;
+        let estimate = payload.encoded_len() * IN_FLIGHT_FACTOR;
         if !self.inner.budget.try_reserve(estimate) {
             m.overload_rejections.with_label_values(&labels).inc();
             let err = ExportError::Overloaded {
@@ -276,12 +283,11 @@ impl Ingest {
             return Err(err);
         }
         let received_at = now_nanos();
-        let lsn = match self
-            .inner
-            .wal
-            .append(signal, received_at, payload.encode_to_vec())
-            .await
-        {
+        let bytes = match original {
+            Some(b) if rejected.count == 0 => b.to_vec(),
+            _ => payload.encode_to_vec(),
+        };
+        let lsn = match self.inner.wal.append(signal, received_at, bytes).await {
             Ok(lsn) => lsn,
             Err(e) => {
                 self.inner.budget.release(estimate);

@@ -106,7 +106,7 @@ fn stored_ids(dir: &Path) -> Vec<u64> {
 }
 
 async fn export(ingest: &Ingest, p: Payload) {
-    let rej = ingest.export(Transport::Grpc, p).await.unwrap();
+    let rej = ingest.export(Transport::Grpc, p, None).await.unwrap();
     assert_eq!(rej.count, 0);
 }
 

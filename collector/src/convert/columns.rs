@@ -56,7 +56,6 @@ pub fn attributes_type() -> DataType {
 }
 
 /// Builds a struct column of typed OTLP `AnyValue`s.
-#[derive(Default)]
 pub struct AnyValueBuilder {
     string: StringBuilder,
     int: Int64Builder,
@@ -65,6 +64,22 @@ pub struct AnyValueBuilder {
     bytes: BinaryBuilder,
     json: StringBuilder,
     valid: Vec<bool>,
+}
+
+impl Default for AnyValueBuilder {
+    fn default() -> Self {
+        // Arrow's default builders reserve 1024 slots each; most attribute
+        // value types are rare, so start empty and let them grow.
+        Self {
+            string: StringBuilder::with_capacity(0, 0),
+            int: Int64Builder::with_capacity(0),
+            double: Float64Builder::with_capacity(0),
+            boolean: BooleanBuilder::with_capacity(0),
+            bytes: BinaryBuilder::with_capacity(0, 0),
+            json: StringBuilder::with_capacity(0, 0),
+            valid: Vec::new(),
+        }
+    }
 }
 
 impl AnyValueBuilder {
@@ -132,7 +147,7 @@ impl Default for AttributesBuilder {
     fn default() -> Self {
         Self {
             offsets: vec![0],
-            keys: StringBuilder::new(),
+            keys: StringBuilder::with_capacity(0, 0),
             values: AnyValueBuilder::default(),
         }
     }
@@ -186,7 +201,7 @@ impl IdBuilder {
     /// A builder for ids of `width` bytes.
     pub fn new(width: i32) -> Self {
         Self {
-            inner: FixedSizeBinaryBuilder::new(width),
+            inner: FixedSizeBinaryBuilder::with_capacity(0, width),
         }
     }
 
@@ -221,7 +236,7 @@ pub fn nanos_i64(unix_nano: u64) -> i64 {
 
 /// A timestamp builder already carrying the UTC timezone.
 pub fn timestamp_builder() -> TimestampNanosecondBuilder {
-    TimestampNanosecondBuilder::new().with_timezone("UTC")
+    TimestampNanosecondBuilder::with_capacity(0).with_timezone("UTC")
 }
 
 /// Makes a field for a column.
@@ -274,8 +289,14 @@ impl PromotedBuilder {
     pub fn new(keys: &'static [(&'static str, PromotedKind)]) -> Self {
         Self {
             keys,
-            strings: keys.iter().map(|_| StringBuilder::new()).collect(),
-            ints: keys.iter().map(|_| Int64Builder::new()).collect(),
+            strings: keys
+                .iter()
+                .map(|_| StringBuilder::with_capacity(0, 0))
+                .collect(),
+            ints: keys
+                .iter()
+                .map(|_| Int64Builder::with_capacity(0))
+                .collect(),
         }
     }
 
@@ -321,13 +342,13 @@ impl Default for ContextBuilder {
         Self {
             promoted: PromotedBuilder::new(PROMOTED_RESOURCE_KEYS),
             resource_attributes: AttributesBuilder::default(),
-            resource_dropped: UInt32Builder::new(),
-            resource_schema_url: StringBuilder::new(),
-            scope_name: StringBuilder::new(),
-            scope_version: StringBuilder::new(),
+            resource_dropped: UInt32Builder::with_capacity(0),
+            resource_schema_url: StringBuilder::with_capacity(0, 0),
+            scope_name: StringBuilder::with_capacity(0, 0),
+            scope_version: StringBuilder::with_capacity(0, 0),
             scope_attributes: AttributesBuilder::default(),
-            scope_dropped: UInt32Builder::new(),
-            scope_schema_url: StringBuilder::new(),
+            scope_dropped: UInt32Builder::with_capacity(0),
+            scope_schema_url: StringBuilder::with_capacity(0, 0),
         }
     }
 }

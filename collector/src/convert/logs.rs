@@ -35,16 +35,16 @@ impl Default for LogsBuilder {
         Self {
             time: timestamp_builder(),
             observed_time: timestamp_builder(),
-            severity_number: Int32Builder::new(),
-            severity_text: StringBuilder::new(),
+            severity_number: Int32Builder::with_capacity(0),
+            severity_text: StringBuilder::with_capacity(0, 0),
             body: AnyValueBuilder::default(),
             context: ContextBuilder::default(),
             attributes: AttributesBuilder::default(),
-            dropped_attributes: UInt32Builder::new(),
-            flags: UInt32Builder::new(),
+            dropped_attributes: UInt32Builder::with_capacity(0),
+            flags: UInt32Builder::with_capacity(0),
             trace_id: IdBuilder::new(16),
             span_id: IdBuilder::new(8),
-            event_name: StringBuilder::new(),
+            event_name: StringBuilder::with_capacity(0, 0),
         }
     }
 }

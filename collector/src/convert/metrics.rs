@@ -43,13 +43,13 @@ impl Default for PointBuilder {
         Self {
             time: timestamp_builder(),
             start_time: timestamp_builder(),
-            metric_name: StringBuilder::new(),
-            metric_description: StringBuilder::new(),
-            metric_unit: StringBuilder::new(),
+            metric_name: StringBuilder::with_capacity(0, 0),
+            metric_description: StringBuilder::with_capacity(0, 0),
+            metric_unit: StringBuilder::with_capacity(0, 0),
             metric_metadata: AttributesBuilder::default(),
             context: ContextBuilder::default(),
             attributes: AttributesBuilder::default(),
-            flags: UInt32Builder::new(),
+            flags: UInt32Builder::with_capacity(0),
             exemplars: ExemplarsBuilder::default(),
             rows: 0,
         }
@@ -138,8 +138,8 @@ impl Default for ExemplarsBuilder {
         Self {
             offsets: vec![0],
             time: timestamp_builder(),
-            double: Float64Builder::new(),
-            int: Int64Builder::new(),
+            double: Float64Builder::with_capacity(0),
+            int: Int64Builder::with_capacity(0),
             trace_id: IdBuilder::new(16),
             span_id: IdBuilder::new(8),
             attributes: AttributesBuilder::default(),
@@ -204,7 +204,7 @@ impl ExemplarsBuilder {
 
 /// `list<u64>` / `list<f64>` columns (histogram buckets and bounds).
 fn u64_list() -> ListBuilder<UInt64Builder> {
-    ListBuilder::new(UInt64Builder::new()).with_field(Arc::new(Field::new(
+    ListBuilder::with_capacity(UInt64Builder::with_capacity(0), 0).with_field(Arc::new(Field::new(
         "item",
         DataType::UInt64,
         false,
@@ -212,11 +212,8 @@ fn u64_list() -> ListBuilder<UInt64Builder> {
 }
 
 fn f64_list() -> ListBuilder<Float64Builder> {
-    ListBuilder::new(Float64Builder::new()).with_field(Arc::new(Field::new(
-        "item",
-        DataType::Float64,
-        false,
-    )))
+    ListBuilder::with_capacity(Float64Builder::with_capacity(0), 0)
+        .with_field(Arc::new(Field::new("item", DataType::Float64, false)))
 }
 
 fn list_field(name: &str, item: DataType) -> Arc<Field> {
@@ -241,10 +238,10 @@ impl NumberBuilder {
     fn new(is_sum: bool) -> Self {
         Self {
             points: PointBuilder::default(),
-            value_double: Float64Builder::new(),
-            value_int: Int64Builder::new(),
-            temporality: Int32Builder::new(),
-            is_monotonic: BooleanBuilder::new(),
+            value_double: Float64Builder::with_capacity(0),
+            value_int: Int64Builder::with_capacity(0),
+            temporality: Int32Builder::with_capacity(0),
+            is_monotonic: BooleanBuilder::with_capacity(0),
             is_sum,
         }
     }
@@ -322,13 +319,13 @@ impl Default for HistogramBuilder {
     fn default() -> Self {
         Self {
             points: PointBuilder::default(),
-            count: UInt64Builder::new(),
-            sum: Float64Builder::new(),
-            min: Float64Builder::new(),
-            max: Float64Builder::new(),
+            count: UInt64Builder::with_capacity(0),
+            sum: Float64Builder::with_capacity(0),
+            min: Float64Builder::with_capacity(0),
+            max: Float64Builder::with_capacity(0),
             bucket_counts: u64_list(),
             explicit_bounds: f64_list(),
-            temporality: Int32Builder::new(),
+            temporality: Int32Builder::with_capacity(0),
         }
     }
 }
@@ -415,18 +412,18 @@ impl Default for ExpHistogramBuilder {
     fn default() -> Self {
         Self {
             points: PointBuilder::default(),
-            count: UInt64Builder::new(),
-            sum: Float64Builder::new(),
-            min: Float64Builder::new(),
-            max: Float64Builder::new(),
-            scale: Int32Builder::new(),
-            zero_count: UInt64Builder::new(),
-            zero_threshold: Float64Builder::new(),
-            positive_offset: Int32Builder::new(),
+            count: UInt64Builder::with_capacity(0),
+            sum: Float64Builder::with_capacity(0),
+            min: Float64Builder::with_capacity(0),
+            max: Float64Builder::with_capacity(0),
+            scale: Int32Builder::with_capacity(0),
+            zero_count: UInt64Builder::with_capacity(0),
+            zero_threshold: Float64Builder::with_capacity(0),
+            positive_offset: Int32Builder::with_capacity(0),
             positive_counts: u64_list(),
-            negative_offset: Int32Builder::new(),
+            negative_offset: Int32Builder::with_capacity(0),
             negative_counts: u64_list(),
-            temporality: Int32Builder::new(),
+            temporality: Int32Builder::with_capacity(0),
         }
     }
 }
@@ -551,11 +548,11 @@ impl Default for SummaryBuilder {
     fn default() -> Self {
         Self {
             points: PointBuilder::default(),
-            count: UInt64Builder::new(),
-            sum: Float64Builder::new(),
+            count: UInt64Builder::with_capacity(0),
+            sum: Float64Builder::with_capacity(0),
             offsets: vec![0],
-            quantile: Float64Builder::new(),
-            value: Float64Builder::new(),
+            quantile: Float64Builder::with_capacity(0),
+            value: Float64Builder::with_capacity(0),
         }
     }
 }

@@ -44,24 +44,24 @@ impl Default for SpansBuilder {
     fn default() -> Self {
         Self {
             start_time: timestamp_builder(),
-            duration: Int64Builder::new(),
+            duration: Int64Builder::with_capacity(0),
             trace_id: IdBuilder::new(16),
             span_id: IdBuilder::new(8),
             parent_span_id: IdBuilder::new(8),
-            trace_state: StringBuilder::new(),
-            flags: UInt32Builder::new(),
-            name: StringBuilder::new(),
-            kind: Int32Builder::new(),
-            status_code: Int32Builder::new(),
-            status_message: StringBuilder::new(),
+            trace_state: StringBuilder::with_capacity(0, 0),
+            flags: UInt32Builder::with_capacity(0),
+            name: StringBuilder::with_capacity(0, 0),
+            kind: Int32Builder::with_capacity(0),
+            status_code: Int32Builder::with_capacity(0),
+            status_message: StringBuilder::with_capacity(0, 0),
             context: ContextBuilder::default(),
             promoted: PromotedBuilder::new(PROMOTED_SPAN_KEYS),
             attributes: AttributesBuilder::default(),
-            dropped_attributes: UInt32Builder::new(),
+            dropped_attributes: UInt32Builder::with_capacity(0),
             events: EventsBuilder::default(),
-            dropped_events: UInt32Builder::new(),
+            dropped_events: UInt32Builder::with_capacity(0),
             links: LinksBuilder::default(),
-            dropped_links: UInt32Builder::new(),
+            dropped_links: UInt32Builder::with_capacity(0),
         }
     }
 }
@@ -199,9 +199,9 @@ impl Default for EventsBuilder {
         Self {
             offsets: vec![0],
             time: timestamp_builder(),
-            name: StringBuilder::new(),
+            name: StringBuilder::with_capacity(0, 0),
             attributes: AttributesBuilder::default(),
-            dropped: UInt32Builder::new(),
+            dropped: UInt32Builder::with_capacity(0),
         }
     }
 }
@@ -261,10 +261,10 @@ impl Default for LinksBuilder {
             offsets: vec![0],
             trace_id: IdBuilder::new(16),
             span_id: IdBuilder::new(8),
-            trace_state: StringBuilder::new(),
-            flags: UInt32Builder::new(),
+            trace_state: StringBuilder::with_capacity(0, 0),
+            flags: UInt32Builder::with_capacity(0),
             attributes: AttributesBuilder::default(),
-            dropped: UInt32Builder::new(),
+            dropped: UInt32Builder::with_capacity(0),
         }
     }
 }

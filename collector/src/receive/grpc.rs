@@ -23,9 +23,10 @@ use crate::ingest::Ingest;
 use crate::otlp::{Encoding, Payload};
 use crate::schema::Signal;
 
-/// Passes message bytes through untouched in both directions.
+/// Passes message bytes through untouched in both directions (also used by
+/// load generators that send pre-encoded requests).
 #[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
+pub struct RawCodec;
 
 impl Codec for RawCodec {
     type Encode = Bytes;
@@ -146,7 +147,9 @@ impl<S: OtlpService> UnaryService<Bytes> for ExportCall<S> {
 
 async fn handle(ingest: &Ingest, signal: Signal, body: &[u8]) -> Outcome {
     match Payload::decode(signal, Encoding::Protobuf, body) {
-        Ok(payload) => Outcome::from_export(ingest.export(Transport::Grpc, payload).await),
+        Ok(payload) => {
+            Outcome::from_export(ingest.export(Transport::Grpc, payload, Some(body)).await)
+        }
         Err(e) => Outcome::Invalid(e.to_string()),
     }
 }

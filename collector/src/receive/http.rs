@@ -57,8 +57,11 @@ async fn export(
         Ok(b) => b,
         Err(o) => return finish(&st, signal, encoding, 0, o),
     };
+    let original = (encoding == Encoding::Protobuf).then_some(bytes.as_slice());
     let outcome = match Payload::decode(signal, encoding, &bytes) {
-        Ok(payload) => Outcome::from_export(st.ingest.export(Transport::Http, payload).await),
+        Ok(payload) => {
+            Outcome::from_export(st.ingest.export(Transport::Http, payload, original).await)
+        }
         Err(e) => Outcome::Invalid(e.to_string()),
     };
     finish(&st, signal, encoding, bytes.len(), outcome)

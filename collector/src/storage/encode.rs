@@ -171,7 +171,7 @@ pub fn writer_properties(
     batches: &[RecordBatch],
 ) -> WriterProperties {
     let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_key_value_metadata(Some(metadata));
     for col in table.bloom_filter_columns() {
