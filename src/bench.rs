@@ -34,7 +34,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 512)]
     pub batch_size: usize,
     /// Concurrent export requests in flight.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
     /// Number of distinct services in the generated traces.
     #[arg(long, default_value_t = 8)]

@@ -77,6 +77,39 @@ pub enum StartError {
     /// The Parquet store could not be opened or reconciled.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Another process holds the data directory.
+    #[error("data directory {0} is in use by another sightline process (lock file {0}/LOCK)")]
+    Locked(String),
+    /// The lock file could not be created.
+    #[error("cannot lock data directory {dir}: {source}")]
+    Lock {
+        /// The data directory.
+        dir: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Takes an exclusive lock on `<data_dir>/LOCK`, held for the life of the
+/// process: two writers on one WAL would corrupt it.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    let shown = dir.display().to_string();
+    let io = |source| StartError::Lock {
+        dir: shown.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::Locked(shown)),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
 }
 
 /// WAL records found at start, waiting to be replayed.
@@ -105,6 +138,8 @@ struct Inner {
     ready: AtomicBool,
     /// Serialises flushes so one table is never written twice at once.
     flush_lock: tokio::sync::Mutex<()>,
+    /// The data directory lock, released when the pipeline is dropped.
+    _lock: std::fs::File,
 }
 
 /// Handle to the running ingest pipeline. Cheap to clone.
@@ -120,6 +155,7 @@ impl Ingest {
         config: CollectorConfig,
         metrics: SelfMetrics,
     ) -> Result<(Ingest, PendingReplay), StartError> {
+        let lock = lock_data_dir(&config.data_dir)?;
         let (wal, replay) = Wal::open(&config.data_dir.join("wal"), &config.wal, metrics.clone())?;
         metrics.wal_segments.set(wal.segment_count() as i64);
         let storage = Storage::local(config.data_dir.join("tables"), metrics.clone())?;
@@ -138,6 +174,7 @@ impl Ingest {
                 pending_done: Notify::new(),
                 ready: AtomicBool::new(false),
                 flush_lock: tokio::sync::Mutex::new(()),
+                _lock: lock,
             }),
         };
         Ok((ingest, PendingReplay { replay, covered }))
