@@ -19,7 +19,7 @@ if ((${#need_apt[@]})); then
 fi
 
 if ! command -v cargo >/dev/null; then
-  echo "cargo not found: install a Rust toolchain (rustup, Rust >= 1.85) first" >&2
+  echo "cargo not found: install a Rust toolchain (rustup, Rust >= 1.89) first" >&2
   exit 1
 fi
 
