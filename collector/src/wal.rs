@@ -485,10 +485,11 @@ impl Writer {
                 refs.remove(&lsn);
             }
         }
-        if !failed && self.written >= self.config.segment_bytes {
-            if let Err(e) = self.rotate() {
-                tracing::error!(error = %e, "cannot start a new WAL segment; continuing in the current one");
-            }
+        if !failed
+            && self.written >= self.config.segment_bytes
+            && let Err(e) = self.rotate()
+        {
+            tracing::error!(error = %e, "cannot start a new WAL segment; continuing in the current one");
         }
         for (i, a) in group.into_iter().enumerate() {
             let reply = match &result {
