@@ -11,10 +11,16 @@ use arrow::array::RecordBatch;
 use crate::schema::Table;
 use crate::self_metrics::SelfMetrics;
 
+/// Share of the budget new requests may fill. The rest is headroom for what
+/// admission cannot refuse: the extra copies a flush makes while encoding
+/// (counted when they happen) and allocator slack, so that the process's
+/// resident memory stays within the budget under overload.
+const ADMISSION_SHARE: f64 = 0.75;
+
 /// Bytes of unflushed and in-flight data, against a fixed limit.
 pub struct MemoryBudget {
     used: AtomicI64,
-    limit: i64,
+    admission_limit: i64,
     metrics: SelfMetrics,
 }
 
@@ -25,17 +31,19 @@ impl MemoryBudget {
         metrics.memory_limit_bytes.set(limit);
         Self {
             used: AtomicI64::new(0),
-            limit,
+            admission_limit: (limit as f64 * ADMISSION_SHARE) as i64,
             metrics,
         }
     }
 
-    /// Reserves `n` bytes unless that would exceed the limit.
+    /// Reserves `n` bytes for a new request unless that would take the
+    /// budget past its admission share. A first request is always admitted,
+    /// so a request larger than the budget is not refused forever.
     pub fn try_reserve(&self, n: usize) -> bool {
         let n = n as i64;
         let mut cur = self.used.load(Ordering::Relaxed);
         loop {
-            if cur + n > self.limit && cur > 0 {
+            if cur + n > self.admission_limit && cur > 0 {
                 return false;
             }
             match self

@@ -376,9 +376,13 @@ impl Ingest {
 
     fn flush_policy(&self) -> FlushPolicy {
         let s = &self.inner.config.storage;
+        // A flush needs about three times its data while it encodes (see
+        // `flush_one`); keeping flushes to an eighth of the budget keeps that
+        // peak well inside it even with a small budget.
+        let cap = (self.inner.config.memory_limit_bytes / 8).max(1 << 20) as usize;
         FlushPolicy {
             rows: s.flush_rows,
-            bytes: s.flush_bytes,
+            bytes: s.flush_bytes.min(cap),
             age: s.flush_interval,
         }
     }
