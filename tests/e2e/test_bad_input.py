@@ -132,3 +132,31 @@ def test_grpc_errors(server):
 
     server.wait_rows("spans", 1)
     assert server.proc.poll() is None
+
+
+def test_mutated_requests_never_crash_the_server(server):
+    """Random byte flips and truncations of valid requests: every answer is
+    a success (possibly partial) or a 400, and the server keeps serving."""
+    import random
+
+    rnd = random.Random(1234)
+    req, _ = spans_request(20)
+    body = bytearray(req.SerializeToString())
+    codes = {}
+    for i in range(300):
+        b = bytearray(body)
+        for _ in range(rnd.randint(1, 8)):
+            b[rnd.randrange(len(b))] = rnd.randrange(256)
+        if i % 3 == 0:
+            b = b[: rnd.randrange(len(b))]
+        r = post(server, bytes(b))
+        codes[r.status_code] = codes.get(r.status_code, 0) + 1
+    assert set(codes) <= {200, 400}, codes
+    doc = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "x"}]}]}]})
+    for i in range(200):
+        s = list(doc)
+        s[rnd.randrange(len(s))] = rnd.choice('{}[]":,0a\\')
+        r = post(server, "".join(s), headers={"Content-Type": "application/json"})
+        assert r.status_code in (200, 400), r.text
+    assert requests.get(server.api("/-/healthy")).status_code == 200
+    assert server.proc.poll() is None
