@@ -20,6 +20,19 @@ use crate::schema::{PROMOTED_RESOURCE_KEYS, PromotedKind};
 /// A finished column: its field and its values.
 pub type Column = (FieldRef, ArrayRef);
 
+/// Appends finished columns; the field's type is the array's own, so a
+/// column's declared type can never disagree with its data.
+pub trait ColumnsExt {
+    /// Adds column `name`.
+    fn add(&mut self, name: &str, nullable: bool, array: ArrayRef);
+}
+
+impl ColumnsExt for Vec<Column> {
+    fn add(&mut self, name: &str, nullable: bool, array: ArrayRef) {
+        self.push((field(name, array.data_type().clone(), nullable), array));
+    }
+}
+
 /// The Arrow type of timestamps in every table: nanoseconds, UTC.
 pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
@@ -397,38 +410,38 @@ impl ContextBuilder {
 
     /// Finishes the remaining resource and scope columns.
     pub fn finish_rest(&mut self, out: &mut Vec<Column>) {
-        out.push((
-            field("resource_attributes", attributes_type(), false),
+        out.add(
+            "resource_attributes",
+            false,
             Arc::new(self.resource_attributes.finish()),
-        ));
-        out.push((
-            field("resource_dropped_attributes_count", DataType::UInt32, false),
+        );
+        out.add(
+            "resource_dropped_attributes_count",
+            false,
             Arc::new(self.resource_dropped.finish()),
-        ));
-        out.push((
-            field("resource_schema_url", DataType::Utf8, true),
+        );
+        out.add(
+            "resource_schema_url",
+            true,
             Arc::new(self.resource_schema_url.finish()),
-        ));
-        out.push((
-            field("scope_name", DataType::Utf8, true),
-            Arc::new(self.scope_name.finish()),
-        ));
-        out.push((
-            field("scope_version", DataType::Utf8, true),
-            Arc::new(self.scope_version.finish()),
-        ));
-        out.push((
-            field("scope_attributes", attributes_type(), false),
+        );
+        out.add("scope_name", true, Arc::new(self.scope_name.finish()));
+        out.add("scope_version", true, Arc::new(self.scope_version.finish()));
+        out.add(
+            "scope_attributes",
+            false,
             Arc::new(self.scope_attributes.finish()),
-        ));
-        out.push((
-            field("scope_dropped_attributes_count", DataType::UInt32, false),
+        );
+        out.add(
+            "scope_dropped_attributes_count",
+            false,
             Arc::new(self.scope_dropped.finish()),
-        ));
-        out.push((
-            field("scope_schema_url", DataType::Utf8, true),
+        );
+        out.add(
+            "scope_schema_url",
+            true,
             Arc::new(self.scope_schema_url.finish()),
-        ));
+        );
     }
 }
 

@@ -5,13 +5,11 @@ use std::sync::Arc;
 use arrow::array::{
     Int32Builder, RecordBatch, StringBuilder, TimestampNanosecondBuilder, UInt32Builder,
 };
-use arrow::datatypes::DataType;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 
 use super::columns::{
-    AnyValueBuilder, AttributesBuilder, Column, Context, ContextBuilder, IdBuilder,
-    any_value_fields, append_opt_str, append_time, attributes_type, field, timestamp_builder,
-    timestamp_type,
+    AnyValueBuilder, AttributesBuilder, Column, ColumnsExt, Context, ContextBuilder, IdBuilder,
+    append_opt_str, append_time, timestamp_builder,
 };
 
 /// Builds the `logs` table.
@@ -89,51 +87,26 @@ impl LogsBuilder {
     /// Finishes the record batch.
     pub fn finish(&mut self) -> RecordBatch {
         let mut cols: Vec<Column> = Vec::new();
-        cols.push((
-            field("time", timestamp_type(), true),
-            Arc::new(self.time.finish()),
-        ));
-        cols.push((
-            field("observed_time", timestamp_type(), true),
-            Arc::new(self.observed_time.finish()),
-        ));
+        cols.add("time", true, Arc::new(self.time.finish()));
+        cols.add("observed_time", true, Arc::new(self.observed_time.finish()));
         self.context.finish_promoted(&mut cols);
-        cols.push((
-            field("severity_number", DataType::Int32, false),
+        cols.add(
+            "severity_number",
+            false,
             Arc::new(self.severity_number.finish()),
-        ));
-        cols.push((
-            field("severity_text", DataType::Utf8, true),
-            Arc::new(self.severity_text.finish()),
-        ));
-        cols.push((
-            field("body", DataType::Struct(any_value_fields()), true),
-            Arc::new(self.body.finish()),
-        ));
-        cols.push((
-            field("attributes", attributes_type(), false),
-            Arc::new(self.attributes.finish()),
-        ));
-        cols.push((
-            field("dropped_attributes_count", DataType::UInt32, false),
+        );
+        cols.add("severity_text", true, Arc::new(self.severity_text.finish()));
+        cols.add("body", true, Arc::new(self.body.finish()));
+        cols.add("attributes", false, Arc::new(self.attributes.finish()));
+        cols.add(
+            "dropped_attributes_count",
+            false,
             Arc::new(self.dropped_attributes.finish()),
-        ));
-        cols.push((
-            field("flags", DataType::UInt32, false),
-            Arc::new(self.flags.finish()),
-        ));
-        cols.push((
-            field("trace_id", DataType::FixedSizeBinary(16), true),
-            self.trace_id.finish(),
-        ));
-        cols.push((
-            field("span_id", DataType::FixedSizeBinary(8), true),
-            self.span_id.finish(),
-        ));
-        cols.push((
-            field("event_name", DataType::Utf8, true),
-            Arc::new(self.event_name.finish()),
-        ));
+        );
+        cols.add("flags", false, Arc::new(self.flags.finish()));
+        cols.add("trace_id", true, self.trace_id.finish());
+        cols.add("span_id", true, self.span_id.finish());
+        cols.add("event_name", true, Arc::new(self.event_name.finish()));
         self.context.finish_rest(&mut cols);
         super::batch_from_columns(cols)
     }

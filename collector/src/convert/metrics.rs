@@ -18,8 +18,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 
 use super::columns::{
-    AttributesBuilder, Column, Context, ContextBuilder, IdBuilder, append_opt_str, append_time,
-    attributes_type, field, list_of_structs, timestamp_builder, timestamp_type,
+    AttributesBuilder, Column, ColumnsExt, Context, ContextBuilder, IdBuilder, append_opt_str,
+    append_time, attributes_type, field, list_of_structs, timestamp_builder, timestamp_type,
 };
 use crate::schema::Table;
 
@@ -65,6 +65,22 @@ struct Point<'a> {
     exemplars: &'a [Exemplar],
 }
 
+/// The common fields of any OTLP data point (they share field names).
+macro_rules! point {
+    ($dp:expr) => {
+        point!($dp, &$dp.exemplars)
+    };
+    ($dp:expr, $exemplars:expr) => {
+        Point {
+            attributes: &$dp.attributes,
+            start_time_unix_nano: $dp.start_time_unix_nano,
+            time_unix_nano: $dp.time_unix_nano,
+            flags: $dp.flags,
+            exemplars: $exemplars,
+        }
+    };
+}
+
 impl PointBuilder {
     fn append(&mut self, ctx: &Context<'_>, metric: &Metric, p: Point<'_>) {
         append_time(&mut self.time, p.time_unix_nano);
@@ -81,43 +97,27 @@ impl PointBuilder {
     }
 
     fn finish_head(&mut self, cols: &mut Vec<Column>) {
-        cols.push((
-            field("time", timestamp_type(), true),
-            Arc::new(self.time.finish()),
-        ));
-        cols.push((
-            field("start_time", timestamp_type(), true),
-            Arc::new(self.start_time.finish()),
-        ));
-        cols.push((
-            field("metric_name", DataType::Utf8, false),
-            Arc::new(self.metric_name.finish()),
-        ));
+        cols.add("time", true, Arc::new(self.time.finish()));
+        cols.add("start_time", true, Arc::new(self.start_time.finish()));
+        cols.add("metric_name", false, Arc::new(self.metric_name.finish()));
         self.context.finish_promoted(cols);
-        cols.push((
-            field("attributes", attributes_type(), false),
-            Arc::new(self.attributes.finish()),
-        ));
+        cols.add("attributes", false, Arc::new(self.attributes.finish()));
     }
 
     fn finish_tail(&mut self, cols: &mut Vec<Column>) {
-        cols.push((
-            field("flags", DataType::UInt32, false),
-            Arc::new(self.flags.finish()),
-        ));
+        cols.add("flags", false, Arc::new(self.flags.finish()));
         cols.push(self.exemplars.finish());
-        cols.push((
-            field("metric_description", DataType::Utf8, true),
+        cols.add(
+            "metric_description",
+            true,
             Arc::new(self.metric_description.finish()),
-        ));
-        cols.push((
-            field("metric_unit", DataType::Utf8, true),
-            Arc::new(self.metric_unit.finish()),
-        ));
-        cols.push((
-            field("metric_metadata", attributes_type(), false),
+        );
+        cols.add("metric_unit", true, Arc::new(self.metric_unit.finish()));
+        cols.add(
+            "metric_metadata",
+            false,
             Arc::new(self.metric_metadata.finish()),
-        ));
+        );
         self.context.finish_rest(cols);
         self.rows = 0;
     }
@@ -216,14 +216,6 @@ fn f64_list() -> ListBuilder<Float64Builder> {
         .with_field(Arc::new(Field::new("item", DataType::Float64, false)))
 }
 
-fn list_field(name: &str, item: DataType) -> Arc<Field> {
-    field(
-        name,
-        DataType::List(Arc::new(Field::new("item", item, false))),
-        false,
-    )
-}
-
 /// Gauge and sum points: the value keeps its OTLP type (int or double).
 struct NumberBuilder {
     points: PointBuilder,
@@ -253,17 +245,7 @@ impl NumberBuilder {
         dp: &NumberDataPoint,
         sum: Option<(i32, bool)>,
     ) {
-        self.points.append(
-            ctx,
-            m,
-            Point {
-                attributes: &dp.attributes,
-                start_time_unix_nano: dp.start_time_unix_nano,
-                time_unix_nano: dp.time_unix_nano,
-                flags: dp.flags,
-                exemplars: &dp.exemplars,
-            },
-        );
+        self.points.append(ctx, m, point!(dp));
         self.value_double.append_option(match dp.value {
             Some(number_data_point::Value::AsDouble(d)) => Some(d),
             _ => None,
@@ -281,35 +263,59 @@ impl NumberBuilder {
     fn finish(&mut self) -> RecordBatch {
         let mut cols = Vec::new();
         self.points.finish_head(&mut cols);
-        cols.push((
-            field("value_double", DataType::Float64, true),
-            Arc::new(self.value_double.finish()),
-        ));
-        cols.push((
-            field("value_int", DataType::Int64, true),
-            Arc::new(self.value_int.finish()),
-        ));
+        cols.add("value_double", true, Arc::new(self.value_double.finish()));
+        cols.add("value_int", true, Arc::new(self.value_int.finish()));
         if self.is_sum {
-            cols.push((
-                field("aggregation_temporality", DataType::Int32, false),
+            cols.add(
+                "aggregation_temporality",
+                false,
                 Arc::new(self.temporality.finish()),
-            ));
-            cols.push((
-                field("is_monotonic", DataType::Boolean, false),
-                Arc::new(self.is_monotonic.finish()),
-            ));
+            );
+            cols.add("is_monotonic", false, Arc::new(self.is_monotonic.finish()));
         }
         self.points.finish_tail(&mut cols);
         super::batch_from_columns(cols)
     }
 }
 
-struct HistogramBuilder {
-    points: PointBuilder,
+/// `count`, `sum`, `min` and `max` of histogram points.
+struct StatsBuilder {
     count: UInt64Builder,
     sum: Float64Builder,
     min: Float64Builder,
     max: Float64Builder,
+}
+
+impl Default for StatsBuilder {
+    fn default() -> Self {
+        Self {
+            count: UInt64Builder::with_capacity(0),
+            sum: Float64Builder::with_capacity(0),
+            min: Float64Builder::with_capacity(0),
+            max: Float64Builder::with_capacity(0),
+        }
+    }
+}
+
+impl StatsBuilder {
+    fn append(&mut self, count: u64, sum: Option<f64>, min: Option<f64>, max: Option<f64>) {
+        self.count.append_value(count);
+        self.sum.append_option(sum);
+        self.min.append_option(min);
+        self.max.append_option(max);
+    }
+
+    fn finish(&mut self, cols: &mut Vec<Column>) {
+        cols.add("count", false, Arc::new(self.count.finish()));
+        cols.add("sum", true, Arc::new(self.sum.finish()));
+        cols.add("min", true, Arc::new(self.min.finish()));
+        cols.add("max", true, Arc::new(self.max.finish()));
+    }
+}
+
+struct HistogramBuilder {
+    points: PointBuilder,
+    stats: StatsBuilder,
     bucket_counts: ListBuilder<UInt64Builder>,
     explicit_bounds: ListBuilder<Float64Builder>,
     temporality: Int32Builder,
@@ -319,10 +325,7 @@ impl Default for HistogramBuilder {
     fn default() -> Self {
         Self {
             points: PointBuilder::default(),
-            count: UInt64Builder::with_capacity(0),
-            sum: Float64Builder::with_capacity(0),
-            min: Float64Builder::with_capacity(0),
-            max: Float64Builder::with_capacity(0),
+            stats: StatsBuilder::default(),
             bucket_counts: u64_list(),
             explicit_bounds: f64_list(),
             temporality: Int32Builder::with_capacity(0),
@@ -332,21 +335,8 @@ impl Default for HistogramBuilder {
 
 impl HistogramBuilder {
     fn append(&mut self, ctx: &Context<'_>, m: &Metric, dp: &HistogramDataPoint, temporality: i32) {
-        self.points.append(
-            ctx,
-            m,
-            Point {
-                attributes: &dp.attributes,
-                start_time_unix_nano: dp.start_time_unix_nano,
-                time_unix_nano: dp.time_unix_nano,
-                flags: dp.flags,
-                exemplars: &dp.exemplars,
-            },
-        );
-        self.count.append_value(dp.count);
-        self.sum.append_option(dp.sum);
-        self.min.append_option(dp.min);
-        self.max.append_option(dp.max);
+        self.points.append(ctx, m, point!(dp));
+        self.stats.append(dp.count, dp.sum, dp.min, dp.max);
         self.bucket_counts.values().append_slice(&dp.bucket_counts);
         self.bucket_counts.append(true);
         self.explicit_bounds
@@ -359,34 +349,22 @@ impl HistogramBuilder {
     fn finish(&mut self) -> RecordBatch {
         let mut cols = Vec::new();
         self.points.finish_head(&mut cols);
-        cols.push((
-            field("count", DataType::UInt64, false),
-            Arc::new(self.count.finish()),
-        ));
-        cols.push((
-            field("sum", DataType::Float64, true),
-            Arc::new(self.sum.finish()),
-        ));
-        cols.push((
-            field("min", DataType::Float64, true),
-            Arc::new(self.min.finish()),
-        ));
-        cols.push((
-            field("max", DataType::Float64, true),
-            Arc::new(self.max.finish()),
-        ));
-        cols.push((
-            list_field("bucket_counts", DataType::UInt64),
+        self.stats.finish(&mut cols);
+        cols.add(
+            "bucket_counts",
+            false,
             Arc::new(self.bucket_counts.finish()),
-        ));
-        cols.push((
-            list_field("explicit_bounds", DataType::Float64),
+        );
+        cols.add(
+            "explicit_bounds",
+            false,
             Arc::new(self.explicit_bounds.finish()),
-        ));
-        cols.push((
-            field("aggregation_temporality", DataType::Int32, false),
+        );
+        cols.add(
+            "aggregation_temporality",
+            false,
             Arc::new(self.temporality.finish()),
-        ));
+        );
         self.points.finish_tail(&mut cols);
         super::batch_from_columns(cols)
     }
@@ -394,10 +372,7 @@ impl HistogramBuilder {
 
 struct ExpHistogramBuilder {
     points: PointBuilder,
-    count: UInt64Builder,
-    sum: Float64Builder,
-    min: Float64Builder,
-    max: Float64Builder,
+    stats: StatsBuilder,
     scale: Int32Builder,
     zero_count: UInt64Builder,
     zero_threshold: Float64Builder,
@@ -412,10 +387,7 @@ impl Default for ExpHistogramBuilder {
     fn default() -> Self {
         Self {
             points: PointBuilder::default(),
-            count: UInt64Builder::with_capacity(0),
-            sum: Float64Builder::with_capacity(0),
-            min: Float64Builder::with_capacity(0),
-            max: Float64Builder::with_capacity(0),
+            stats: StatsBuilder::default(),
             scale: Int32Builder::with_capacity(0),
             zero_count: UInt64Builder::with_capacity(0),
             zero_threshold: Float64Builder::with_capacity(0),
@@ -448,21 +420,8 @@ impl ExpHistogramBuilder {
         dp: &ExponentialHistogramDataPoint,
         temporality: i32,
     ) {
-        self.points.append(
-            ctx,
-            m,
-            Point {
-                attributes: &dp.attributes,
-                start_time_unix_nano: dp.start_time_unix_nano,
-                time_unix_nano: dp.time_unix_nano,
-                flags: dp.flags,
-                exemplars: &dp.exemplars,
-            },
-        );
-        self.count.append_value(dp.count);
-        self.sum.append_option(dp.sum);
-        self.min.append_option(dp.min);
-        self.max.append_option(dp.max);
+        self.points.append(ctx, m, point!(dp));
+        self.stats.append(dp.count, dp.sum, dp.min, dp.max);
         self.scale.append_value(dp.scale);
         self.zero_count.append_value(dp.zero_count);
         self.zero_threshold.append_value(dp.zero_threshold);
@@ -482,54 +441,39 @@ impl ExpHistogramBuilder {
     fn finish(&mut self) -> RecordBatch {
         let mut cols = Vec::new();
         self.points.finish_head(&mut cols);
-        cols.push((
-            field("count", DataType::UInt64, false),
-            Arc::new(self.count.finish()),
-        ));
-        cols.push((
-            field("sum", DataType::Float64, true),
-            Arc::new(self.sum.finish()),
-        ));
-        cols.push((
-            field("min", DataType::Float64, true),
-            Arc::new(self.min.finish()),
-        ));
-        cols.push((
-            field("max", DataType::Float64, true),
-            Arc::new(self.max.finish()),
-        ));
-        cols.push((
-            field("scale", DataType::Int32, false),
-            Arc::new(self.scale.finish()),
-        ));
-        cols.push((
-            field("zero_count", DataType::UInt64, false),
-            Arc::new(self.zero_count.finish()),
-        ));
-        cols.push((
-            field("zero_threshold", DataType::Float64, false),
+        self.stats.finish(&mut cols);
+        cols.add("scale", false, Arc::new(self.scale.finish()));
+        cols.add("zero_count", false, Arc::new(self.zero_count.finish()));
+        cols.add(
+            "zero_threshold",
+            false,
             Arc::new(self.zero_threshold.finish()),
-        ));
-        cols.push((
-            field("positive_offset", DataType::Int32, false),
+        );
+        cols.add(
+            "positive_offset",
+            false,
             Arc::new(self.positive_offset.finish()),
-        ));
-        cols.push((
-            list_field("positive_bucket_counts", DataType::UInt64),
+        );
+        cols.add(
+            "positive_bucket_counts",
+            false,
             Arc::new(self.positive_counts.finish()),
-        ));
-        cols.push((
-            field("negative_offset", DataType::Int32, false),
+        );
+        cols.add(
+            "negative_offset",
+            false,
             Arc::new(self.negative_offset.finish()),
-        ));
-        cols.push((
-            list_field("negative_bucket_counts", DataType::UInt64),
+        );
+        cols.add(
+            "negative_bucket_counts",
+            false,
             Arc::new(self.negative_counts.finish()),
-        ));
-        cols.push((
-            field("aggregation_temporality", DataType::Int32, false),
+        );
+        cols.add(
+            "aggregation_temporality",
+            false,
             Arc::new(self.temporality.finish()),
-        ));
+        );
         self.points.finish_tail(&mut cols);
         super::batch_from_columns(cols)
     }
@@ -559,17 +503,7 @@ impl Default for SummaryBuilder {
 
 impl SummaryBuilder {
     fn append(&mut self, ctx: &Context<'_>, m: &Metric, dp: &SummaryDataPoint) {
-        self.points.append(
-            ctx,
-            m,
-            Point {
-                attributes: &dp.attributes,
-                start_time_unix_nano: dp.start_time_unix_nano,
-                time_unix_nano: dp.time_unix_nano,
-                flags: dp.flags,
-                exemplars: &[],
-            },
-        );
+        self.points.append(ctx, m, point!(dp, &[]));
         self.count.append_value(dp.count);
         self.sum.append_value(dp.sum);
         for q in &dp.quantile_values {
@@ -583,14 +517,8 @@ impl SummaryBuilder {
     fn finish(&mut self) -> RecordBatch {
         let mut cols = Vec::new();
         self.points.finish_head(&mut cols);
-        cols.push((
-            field("count", DataType::UInt64, false),
-            Arc::new(self.count.finish()),
-        ));
-        cols.push((
-            field("sum", DataType::Float64, false),
-            Arc::new(self.sum.finish()),
-        ));
+        cols.add("count", false, Arc::new(self.count.finish()));
+        cols.add("sum", false, Arc::new(self.sum.finish()));
         let children = vec![
             (
                 field("quantile", DataType::Float64, false),

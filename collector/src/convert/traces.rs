@@ -11,8 +11,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 
 use super::columns::{
-    AttributesBuilder, Column, Context, ContextBuilder, IdBuilder, PromotedBuilder, append_opt_str,
-    append_time, attributes_type, field, is_promoted, list_of_structs, nanos_i64,
+    AttributesBuilder, Column, ColumnsExt, Context, ContextBuilder, IdBuilder, PromotedBuilder,
+    append_opt_str, append_time, attributes_type, field, is_promoted, list_of_structs, nanos_i64,
     timestamp_builder, timestamp_type,
 };
 use crate::schema::PROMOTED_SPAN_KEYS;
@@ -116,71 +116,41 @@ impl SpansBuilder {
     /// Finishes the record batch.
     pub fn finish(&mut self) -> RecordBatch {
         let mut cols: Vec<Column> = Vec::new();
-        let ts = timestamp_type();
-        cols.push((
-            field("start_time", ts, false),
-            Arc::new(self.start_time.finish()),
-        ));
-        cols.push((
-            field("duration_ns", DataType::Int64, false),
-            Arc::new(self.duration.finish()),
-        ));
+        cols.add("start_time", false, Arc::new(self.start_time.finish()));
+        cols.add("duration_ns", false, Arc::new(self.duration.finish()));
         self.context.finish_promoted(&mut cols);
-        cols.push((
-            field("trace_id", DataType::FixedSizeBinary(16), true),
-            self.trace_id.finish(),
-        ));
-        cols.push((
-            field("span_id", DataType::FixedSizeBinary(8), true),
-            self.span_id.finish(),
-        ));
-        cols.push((
-            field("parent_span_id", DataType::FixedSizeBinary(8), true),
-            self.parent_span_id.finish(),
-        ));
-        cols.push((
-            field("trace_state", DataType::Utf8, true),
-            Arc::new(self.trace_state.finish()),
-        ));
-        cols.push((
-            field("flags", DataType::UInt32, false),
-            Arc::new(self.flags.finish()),
-        ));
-        cols.push((
-            field("name", DataType::Utf8, false),
-            Arc::new(self.name.finish()),
-        ));
-        cols.push((
-            field("kind", DataType::Int32, false),
-            Arc::new(self.kind.finish()),
-        ));
-        cols.push((
-            field("status_code", DataType::Int32, false),
-            Arc::new(self.status_code.finish()),
-        ));
-        cols.push((
-            field("status_message", DataType::Utf8, true),
+        cols.add("trace_id", true, self.trace_id.finish());
+        cols.add("span_id", true, self.span_id.finish());
+        cols.add("parent_span_id", true, self.parent_span_id.finish());
+        cols.add("trace_state", true, Arc::new(self.trace_state.finish()));
+        cols.add("flags", false, Arc::new(self.flags.finish()));
+        cols.add("name", false, Arc::new(self.name.finish()));
+        cols.add("kind", false, Arc::new(self.kind.finish()));
+        cols.add("status_code", false, Arc::new(self.status_code.finish()));
+        cols.add(
+            "status_message",
+            true,
             Arc::new(self.status_message.finish()),
-        ));
+        );
         self.promoted.finish(&mut cols);
-        cols.push((
-            field("attributes", attributes_type(), false),
-            Arc::new(self.attributes.finish()),
-        ));
-        cols.push((
-            field("dropped_attributes_count", DataType::UInt32, false),
+        cols.add("attributes", false, Arc::new(self.attributes.finish()));
+        cols.add(
+            "dropped_attributes_count",
+            false,
             Arc::new(self.dropped_attributes.finish()),
-        ));
+        );
         cols.push(self.events.finish());
-        cols.push((
-            field("dropped_events_count", DataType::UInt32, false),
+        cols.add(
+            "dropped_events_count",
+            false,
             Arc::new(self.dropped_events.finish()),
-        ));
+        );
         cols.push(self.links.finish());
-        cols.push((
-            field("dropped_links_count", DataType::UInt32, false),
+        cols.add(
+            "dropped_links_count",
+            false,
             Arc::new(self.dropped_links.finish()),
-        ));
+        );
         self.context.finish_rest(&mut cols);
         super::batch_from_columns(cols)
     }
