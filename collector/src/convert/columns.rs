@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int64Builder,
-    ListArray, MapArray, StringBuilder, StructArray, TimestampNanosecondBuilder, UInt32Builder,
+    ListArray, MapArray, StringBuilder, StructArray, TimestampNanosecondBuilder, UInt32Array,
+    UInt32Builder,
 };
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, TimeUnit};
@@ -338,7 +339,17 @@ impl PromotedBuilder {
 }
 
 /// Builds the resource and instrumentation-scope columns every row carries.
+///
+/// Every row of a ResourceSpans/ScopeSpans (or logs/metrics equivalent)
+/// shares one resource and scope, so the builders hold one entry per group
+/// and `finish` expands them to rows with a single `take` per column —
+/// much cheaper than rebuilding a dozen resource attributes for every span.
 pub struct ContextBuilder {
+    /// Row → group index.
+    rows: Vec<u32>,
+    /// Identity of the last group (addresses of its resource, scope and URLs).
+    last: Option<[usize; 4]>,
+    groups: u32,
     promoted: PromotedBuilder,
     resource_attributes: AttributesBuilder,
     resource_dropped: UInt32Builder,
@@ -353,6 +364,9 @@ pub struct ContextBuilder {
 impl Default for ContextBuilder {
     fn default() -> Self {
         Self {
+            rows: Vec::new(),
+            last: None,
+            groups: 0,
             promoted: PromotedBuilder::new(PROMOTED_RESOURCE_KEYS),
             resource_attributes: AttributesBuilder::default(),
             resource_dropped: UInt32Builder::with_capacity(0),
@@ -367,6 +381,7 @@ impl Default for ContextBuilder {
 }
 
 /// The resource and scope that a group of rows shares.
+#[derive(Clone, Copy)]
 pub struct Context<'a> {
     /// The OTLP resource, if the request had one.
     pub resource: Option<&'a Resource>,
@@ -378,9 +393,32 @@ pub struct Context<'a> {
     pub scope_schema_url: &'a str,
 }
 
+impl Context<'_> {
+    /// Addresses that identify the group within one request.
+    fn identity(&self) -> [usize; 4] {
+        [
+            self.resource.map_or(0, |r| r as *const Resource as usize),
+            self.scope
+                .map_or(0, |s| s as *const InstrumentationScope as usize),
+            self.resource_schema_url.as_ptr() as usize,
+            self.scope_schema_url.as_ptr() as usize,
+        ]
+    }
+}
+
 impl ContextBuilder {
     /// Appends the context of one row.
     pub fn append(&mut self, ctx: &Context<'_>) {
+        let id = ctx.identity();
+        if self.last != Some(id) {
+            self.last = Some(id);
+            self.append_group(ctx);
+            self.groups += 1;
+        }
+        self.rows.push(self.groups - 1);
+    }
+
+    fn append_group(&mut self, ctx: &Context<'_>) {
         let attrs = ctx.resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
         self.promoted.append(attrs);
         self.resource_attributes
@@ -405,43 +443,61 @@ impl ContextBuilder {
     /// Finishes the promoted resource columns (they lead the table, since
     /// rows are sorted by them).
     pub fn finish_promoted(&mut self, out: &mut Vec<Column>) {
-        self.promoted.finish(out);
+        let mut groups = Vec::new();
+        self.promoted.finish(&mut groups);
+        self.expand(groups, out);
+    }
+
+    /// Expands per-group columns to one value per row.
+    fn expand(&self, groups: Vec<Column>, out: &mut Vec<Column>) {
+        let idx = UInt32Array::from(self.rows.clone());
+        for (field, array) in groups {
+            // Indices are in bounds by construction, so take cannot fail.
+            let rows =
+                arrow::compute::take(&array, &idx, None).expect("group indices are in bounds");
+            out.push((field, rows));
+        }
     }
 
     /// Finishes the remaining resource and scope columns.
     pub fn finish_rest(&mut self, out: &mut Vec<Column>) {
-        out.add(
+        let mut groups: Vec<Column> = Vec::new();
+        groups.add(
             "resource_attributes",
             false,
             Arc::new(self.resource_attributes.finish()),
         );
-        out.add(
+        groups.add(
             "resource_dropped_attributes_count",
             false,
             Arc::new(self.resource_dropped.finish()),
         );
-        out.add(
+        groups.add(
             "resource_schema_url",
             true,
             Arc::new(self.resource_schema_url.finish()),
         );
-        out.add("scope_name", true, Arc::new(self.scope_name.finish()));
-        out.add("scope_version", true, Arc::new(self.scope_version.finish()));
-        out.add(
+        groups.add("scope_name", true, Arc::new(self.scope_name.finish()));
+        groups.add("scope_version", true, Arc::new(self.scope_version.finish()));
+        groups.add(
             "scope_attributes",
             false,
             Arc::new(self.scope_attributes.finish()),
         );
-        out.add(
+        groups.add(
             "scope_dropped_attributes_count",
             false,
             Arc::new(self.scope_dropped.finish()),
         );
-        out.add(
+        groups.add(
             "scope_schema_url",
             true,
             Arc::new(self.scope_schema_url.finish()),
         );
+        self.expand(groups, out);
+        self.rows.clear();
+        self.last = None;
+        self.groups = 0;
     }
 }
 

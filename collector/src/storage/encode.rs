@@ -172,8 +172,20 @@ pub fn writer_properties(
 ) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
-        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_statistics_enabled(EnabledStatistics::None)
         .set_key_value_metadata(Some(metadata));
+    // Page statistics (and so the page index) on top-level columns, which
+    // queries filter on. Min/max of attribute map entries or list items
+    // cannot prune anything useful, and computing them was a tenth of the
+    // flush CPU.
+    for f in table.schema().fields() {
+        if !f.data_type().is_nested() {
+            b = b.set_column_statistics_enabled(
+                ColumnPath::from(f.name().as_str()),
+                EnabledStatistics::Page,
+            );
+        }
+    }
     for col in table.bloom_filter_columns() {
         let path = ColumnPath::from(*col);
         b = b
