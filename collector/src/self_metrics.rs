@@ -87,6 +87,11 @@ impl SelfMetrics {
     /// Creates and registers every metric in a fresh registry.
     pub fn new() -> Self {
         let r = Registry::new();
+        // process_cpu_seconds_total, process_resident_memory_bytes, open fds…
+        // Registration only fails for duplicates, and this registry is new.
+        let _ = r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
         let sl = &["signal", "transport"];
         let wal_fsync_seconds = Histogram::with_opts(
             HistogramOpts::new("sightline_wal_fsync_duration_seconds", "WAL fsync latency.")

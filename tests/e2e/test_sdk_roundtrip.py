@@ -125,8 +125,11 @@ def test_every_metric_instrument(make_server, transport, temporality):
     meter.create_counter("requests", unit="1").add(5, {"route": "/a"})
     meter.create_up_down_counter("queue_depth").add(-2)
     h = meter.create_histogram("latency", unit="ms")
-    for v in (3, 30, 300):
-        h.record(v, {"route": "/a"})
+    tracer = TracerProvider().get_tracer("exemplars")
+    with tracer.start_as_current_span("sampled") as sampled:
+        # Recorded inside a sampled span: the SDK attaches an exemplar.
+        for v in (3, 30, 300):
+            h.record(v, {"route": "/a"})
     e = meter.create_histogram("latency_exp", unit="ms")
     for v in (1.5, 2.5, 1000):
         e.record(v)
@@ -158,6 +161,11 @@ def test_every_metric_instrument(make_server, transport, temporality):
     assert lat["count"] == 3 and lat["sum"] == 333 and lat["min"] == 3 and lat["max"] == 300
     assert len(lat["bucket_counts"]) == len(lat["explicit_bounds"]) + 1 and sum(lat["bucket_counts"]) == 3
     assert lat["aggregation_temporality"] == want_temporality
+    assert lat["exemplars"], "exemplars are stored"
+    ex = lat["exemplars"][0]
+    assert ex["trace_id"] == sampled.get_span_context().trace_id.to_bytes(16, "big")
+    assert ex["span_id"] == sampled.get_span_context().span_id.to_bytes(8, "big")
+    assert ex["value_double"] in (3.0, 30.0, 300.0) or ex["value_int"] in (3, 30, 300)
 
     exp = server.wait_rows("metrics_exponential_histogram").to_pylist()
     (le,) = exp
