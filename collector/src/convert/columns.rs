@@ -168,10 +168,10 @@ impl Default for AttributesBuilder {
 }
 
 impl AttributesBuilder {
-    /// Appends one row holding every attribute for which `keep` is true.
-    pub fn append_filtered(&mut self, attrs: &[KeyValue], keep: impl Fn(&KeyValue) -> bool) {
+    /// Appends one row holding the attributes whose index passes `keep`.
+    pub fn append_where(&mut self, attrs: &[KeyValue], keep: impl Fn(usize) -> bool) {
         let mut n = 0;
-        for kv in attrs.iter().filter(|kv| keep(kv)) {
+        for (_, kv) in attrs.iter().enumerate().filter(|(i, _)| keep(*i)) {
             self.keys.append_value(&kv.key);
             self.values.append(kv.value.as_ref());
             n += 1;
@@ -182,7 +182,7 @@ impl AttributesBuilder {
 
     /// Appends one row holding all attributes.
     pub fn append(&mut self, attrs: &[KeyValue]) {
-        self.append_filtered(attrs, |_| true);
+        self.append_where(attrs, |_| true);
     }
 
     /// Finishes the map array.
@@ -278,24 +278,15 @@ pub fn int_value(kv: &KeyValue) -> Option<i64> {
     }
 }
 
-/// Whether `kv` is stored in a promoted column: its key is promoted and its
-/// value has the column's type. A promoted key with another type stays in the
-/// map so nothing is lost.
-pub fn is_promoted(kv: &KeyValue, promoted: &[(&str, PromotedKind)]) -> bool {
-    promoted.iter().any(|(key, kind)| {
-        *key == kv.key
-            && match kind {
-                PromotedKind::String => string_value(kv).is_some(),
-                PromotedKind::Int => int_value(kv).is_some(),
-            }
-    })
-}
-
 /// Builds promoted attribute columns (one typed column per promoted key).
 pub struct PromotedBuilder {
     keys: &'static [(&'static str, PromotedKind)],
     strings: Vec<StringBuilder>,
     ints: Vec<Int64Builder>,
+    /// Per key: index of the attribute filling it in the current row.
+    slots: Vec<Option<usize>>,
+    /// Per attribute of the current row: whether a promoted column took it.
+    taken: Vec<bool>,
 }
 
 impl PromotedBuilder {
@@ -311,18 +302,41 @@ impl PromotedBuilder {
                 .iter()
                 .map(|_| Int64Builder::with_capacity(0))
                 .collect(),
+            slots: vec![None; keys.len()],
+            taken: Vec::new(),
         }
     }
 
-    /// Appends one row taken from `attrs` (the first matching key wins).
-    pub fn append(&mut self, attrs: &[KeyValue]) {
-        for (i, (key, kind)) in self.keys.iter().enumerate() {
-            let kv = attrs.iter().find(|kv| kv.key == *key);
-            match kind {
-                PromotedKind::String => self.strings[i].append_option(kv.and_then(string_value)),
-                PromotedKind::Int => self.ints[i].append_option(kv.and_then(int_value)),
+    /// Appends one row in a single pass over `attrs`: the first attribute
+    /// with a promoted key and the column's type fills the column; every
+    /// other attribute (including a promoted key with another type, or a
+    /// duplicate) goes to `rest`, so nothing is lost.
+    pub fn append(&mut self, attrs: &[KeyValue], rest: &mut AttributesBuilder) {
+        self.slots.iter_mut().for_each(|s| *s = None);
+        self.taken.clear();
+        self.taken.resize(attrs.len(), false);
+        for (i, kv) in attrs.iter().enumerate() {
+            let Some(k) = self.keys.iter().position(|(key, _)| *key == kv.key) else {
+                continue;
+            };
+            let fits = match self.keys[k].1 {
+                PromotedKind::String => string_value(kv).is_some(),
+                PromotedKind::Int => int_value(kv).is_some(),
+            };
+            if fits && self.slots[k].is_none() {
+                self.slots[k] = Some(i);
+                self.taken[i] = true;
             }
         }
+        for (k, (_, kind)) in self.keys.iter().enumerate() {
+            let kv = self.slots[k].map(|i| &attrs[i]);
+            match kind {
+                PromotedKind::String => self.strings[k].append_option(kv.and_then(string_value)),
+                PromotedKind::Int => self.ints[k].append_option(kv.and_then(int_value)),
+            }
+        }
+        let taken = &self.taken;
+        rest.append_where(attrs, |i| !taken[i]);
     }
 
     /// Finishes one column per key, named with dots replaced by underscores.
@@ -420,9 +434,7 @@ impl ContextBuilder {
 
     fn append_group(&mut self, ctx: &Context<'_>) {
         let attrs = ctx.resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
-        self.promoted.append(attrs);
-        self.resource_attributes
-            .append_filtered(attrs, |kv| !is_promoted(kv, PROMOTED_RESOURCE_KEYS));
+        self.promoted.append(attrs, &mut self.resource_attributes);
         self.resource_dropped
             .append_value(ctx.resource.map_or(0, |r| r.dropped_attributes_count));
         self.resource_schema_url

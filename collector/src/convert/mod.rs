@@ -168,4 +168,60 @@ mod tests {
             assert_eq!(batch.schema(), table.schema(), "{table}");
         }
     }
+
+    #[test]
+    fn promoted_attributes_never_lose_values() {
+        use arrow::array::{Array, AsArray, MapArray};
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+        let kv = |k: &str, v: Value| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            start_time_unix_nano: 1,
+            attributes: vec![
+                kv(
+                    "http.response.status_code",
+                    Value::StringValue("500".into()),
+                ),
+                kv("http.route", Value::StringValue("/a".into())),
+                kv("http.route", Value::StringValue("/b".into())),
+                kv("custom", Value::IntValue(7)),
+            ],
+            ..Default::default()
+        };
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let out = convert(&Payload::Traces(req), 0);
+        let batch = &out[0].1;
+        let col = |n: &str| batch.column_by_name(n).unwrap().clone();
+        assert!(
+            col("http_response_status_code").is_null(0),
+            "a string status code is not an int"
+        );
+        assert_eq!(col("http_route").as_string::<i32>().value(0), "/a");
+        let attrs = col("attributes");
+        let map = attrs.as_any().downcast_ref::<MapArray>().unwrap();
+        let keys: Vec<String> = map
+            .value(0)
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .map(|k| k.unwrap().to_string())
+            .collect();
+        assert_eq!(keys, ["http.response.status_code", "http.route", "custom"]);
+    }
 }

@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 
 use super::columns::{
     AttributesBuilder, Column, ColumnsExt, Context, ContextBuilder, IdBuilder, PromotedBuilder,
-    append_opt_str, append_time, attributes_type, field, is_promoted, list_of_structs, nanos_i64,
+    append_opt_str, append_time, attributes_type, field, list_of_structs, nanos_i64,
     timestamp_builder, timestamp_type,
 };
 use crate::schema::PROMOTED_SPAN_KEYS;
@@ -98,10 +98,7 @@ impl SpansBuilder {
                         &mut self.status_message,
                         status.map_or("", |s| s.message.as_str()),
                     );
-                    self.promoted.append(&span.attributes);
-                    self.attributes.append_filtered(&span.attributes, |kv| {
-                        !is_promoted(kv, PROMOTED_SPAN_KEYS)
-                    });
+                    self.promoted.append(&span.attributes, &mut self.attributes);
                     self.dropped_attributes
                         .append_value(span.dropped_attributes_count);
                     self.events.append(&span.events);
