@@ -28,6 +28,13 @@ use serde::{Deserialize, Serialize};
 use crate::schema::Table;
 use crate::self_metrics::SelfMetrics;
 pub use encode::sort;
+
+/// Encodes batches of one table as a flush would (for benchmarks).
+pub fn encode_for_bench(table: Table, batches: &[RecordBatch]) -> usize {
+    encode::encode_flush(table, batches, 0, |_| Vec::new())
+        .map(|files| files.iter().map(|f| f.bytes.len()).sum())
+        .unwrap_or(0)
+}
 use layout::{META_COMPACTED_FROM, META_FLUSH_FILES, META_FLUSH_ID, META_LSNS, Partition};
 
 /// Storage failures. Flushes that fail are retried; nothing is dropped.
