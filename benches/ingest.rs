@@ -33,7 +33,9 @@ fn stages(c: &mut Criterion) {
     g.bench_function("decode", |b| {
         b.iter(|| {
             for e in &encoded {
-                std::hint::black_box(Payload::decode(Signal::Traces, Encoding::Protobuf, e).unwrap());
+                std::hint::black_box(
+                    Payload::decode(Signal::Traces, Encoding::Protobuf, e).unwrap(),
+                );
             }
         })
     });
@@ -48,9 +50,15 @@ fn stages(c: &mut Criterion) {
             }
         })
     });
-    let batches: Vec<_> = decoded.iter().flat_map(|p| convert(p, 0)).map(|(_, b)| b).collect();
+    let batches: Vec<_> = decoded
+        .iter()
+        .flat_map(|p| convert(p, 0))
+        .map(|(_, b)| b)
+        .collect();
     g.bench_function("encode_parquet", |b| {
-        b.iter(|| std::hint::black_box(collector::storage::encode_for_bench(Table::Spans, &batches)))
+        b.iter(|| {
+            std::hint::black_box(collector::storage::encode_for_bench(Table::Spans, &batches))
+        })
     });
     g.finish();
 }

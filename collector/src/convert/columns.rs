@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use arrow::array::ArrayBuilder;
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int64Builder,
     ListArray, MapArray, StringBuilder, StructArray, TimestampNanosecondBuilder, UInt32Array,
@@ -96,43 +97,54 @@ impl Default for AnyValueBuilder {
     }
 }
 
+/// Appends `value` to `builder` after padding it with nulls up to `row`:
+/// each child only sees the rows of its own type, and the nulls in between
+/// are added in one call instead of five per value.
+macro_rules! put {
+    ($builder:expr, $row:expr, $value:expr) => {{
+        let pad = $row - $builder.len();
+        $builder.append_nulls(pad);
+        $builder.append_value($value);
+    }};
+}
+
 impl AnyValueBuilder {
     /// Appends one value; `None` (or a value with no content) becomes a null struct.
     pub fn append(&mut self, value: Option<&AnyValue>) {
+        let row = self.valid.len();
         let inner = value.and_then(|v| v.value.as_ref());
-        self.string.append_option(match inner {
-            Some(any_value::Value::StringValue(s)) => Some(s.as_str()),
-            _ => None,
-        });
-        self.int.append_option(match inner {
-            Some(any_value::Value::IntValue(i)) => Some(*i),
-            _ => None,
-        });
-        self.double.append_option(match inner {
-            Some(any_value::Value::DoubleValue(d)) => Some(*d),
-            _ => None,
-        });
-        self.boolean.append_option(match inner {
-            Some(any_value::Value::BoolValue(b)) => Some(*b),
-            _ => None,
-        });
-        self.bytes.append_option(match inner {
-            Some(any_value::Value::BytesValue(b)) => Some(b.as_slice()),
-            _ => None,
-        });
-        let json = match inner {
-            Some(any_value::Value::ArrayValue(_)) | Some(any_value::Value::KvlistValue(_)) => {
-                // Serialising a decoded message cannot fail; fall back to null defensively.
-                value.and_then(|v| serde_json::to_string(v).ok())
+        match inner {
+            Some(any_value::Value::StringValue(s)) => put!(self.string, row, s),
+            Some(any_value::Value::IntValue(i)) => put!(self.int, row, *i),
+            Some(any_value::Value::DoubleValue(d)) => put!(self.double, row, *d),
+            Some(any_value::Value::BoolValue(b)) => put!(self.boolean, row, *b),
+            Some(any_value::Value::BytesValue(b)) => put!(self.bytes, row, b),
+            // Arrays, key-value lists and profile string-table references
+            // keep their OTLP/JSON form. Serialising a decoded message cannot fail.
+            Some(
+                any_value::Value::ArrayValue(_)
+                | any_value::Value::KvlistValue(_)
+                | any_value::Value::StringValueStrindex(_),
+            ) => {
+                let json = value
+                    .and_then(|v| serde_json::to_string(v).ok())
+                    .unwrap_or_default();
+                put!(self.json, row, json)
             }
-            _ => None,
-        };
-        self.json.append_option(json);
+            None => {}
+        }
         self.valid.push(inner.is_some());
     }
 
     /// Finishes the struct array.
     pub fn finish(&mut self) -> StructArray {
+        let rows = self.valid.len();
+        self.string.append_nulls(rows - self.string.len());
+        self.int.append_nulls(rows - self.int.len());
+        self.double.append_nulls(rows - self.double.len());
+        self.boolean.append_nulls(rows - self.boolean.len());
+        self.bytes.append_nulls(rows - self.bytes.len());
+        self.json.append_nulls(rows - self.json.len());
         let valid = std::mem::take(&mut self.valid);
         let nulls = (!valid.iter().all(|v| *v)).then(|| NullBuffer::from(valid));
         StructArray::new(
@@ -307,6 +319,15 @@ impl PromotedBuilder {
         }
     }
 
+    /// Index of a promoted key. Most attribute keys are not promoted, so
+    /// length and last byte reject them before any string comparison.
+    fn position(&self, key: &str) -> Option<usize> {
+        let (len, last) = (key.len(), key.as_bytes().last().copied());
+        self.keys
+            .iter()
+            .position(|(k, _)| k.len() == len && k.as_bytes().last().copied() == last && *k == key)
+    }
+
     /// Appends one row in a single pass over `attrs`: the first attribute
     /// with a promoted key and the column's type fills the column; every
     /// other attribute (including a promoted key with another type, or a
@@ -316,7 +337,7 @@ impl PromotedBuilder {
         self.taken.clear();
         self.taken.resize(attrs.len(), false);
         for (i, kv) in attrs.iter().enumerate() {
-            let Some(k) = self.keys.iter().position(|(key, _)| *key == kv.key) else {
+            let Some(k) = self.position(&kv.key) else {
                 continue;
             };
             let fits = match self.keys[k].1 {
