@@ -36,6 +36,13 @@ impl MemoryBudget {
         }
     }
 
+    /// Whether a request needing `n` bytes would be admitted now (without
+    /// reserving anything): lets receivers refuse before decoding.
+    pub fn has_room(&self, n: usize) -> bool {
+        let cur = self.used.load(Ordering::Relaxed);
+        cur == 0 || cur + n as i64 <= self.admission_limit
+    }
+
     /// Reserves `n` bytes for a new request unless that would take the
     /// budget past its admission share. A first request is always admitted,
     /// so a request larger than the budget is not refused forever.

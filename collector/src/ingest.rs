@@ -17,7 +17,7 @@ use crate::convert::convert;
 use crate::events;
 use crate::otlp::{Encoding, Payload, Rejected};
 use crate::receive::{OtlpConfig, Transport};
-use crate::schema::Table;
+use crate::schema::{Signal, Table};
 use crate::self_metrics::SelfMetrics;
 use crate::storage::recovery::{self, Covered};
 use crate::storage::{Storage, StorageConfig, StorageError, compaction, retention};
@@ -268,6 +268,30 @@ impl Ingest {
     /// The configuration in force.
     pub fn config(&self) -> &CollectorConfig {
         &self.inner.config
+    }
+
+    /// Refuses a request of `body_len` protobuf bytes before it is decoded
+    /// when the memory budget could not take it anyway: decoding it would
+    /// only cost CPU and memory under overload.
+    pub fn precheck(
+        &self,
+        signal: Signal,
+        transport: Transport,
+        body_len: usize,
+    ) -> Result<(), ExportError> {
+        if self.inner.budget.has_room(body_len * IN_FLIGHT_FACTOR) {
+            return Ok(());
+        }
+        let labels = [signal.as_str(), transport.as_str()];
+        self.inner
+            .metrics
+            .overload_rejections
+            .with_label_values(&labels)
+            .inc();
+        Err(ExportError::Overloaded {
+            used: self.inner.budget.used(),
+            limit: self.inner.config.memory_limit_bytes,
+        })
     }
 
     /// Validates, persists and acknowledges one request. On `Ok`, every item

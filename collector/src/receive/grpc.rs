@@ -146,6 +146,9 @@ impl<S: OtlpService> UnaryService<Bytes> for ExportCall<S> {
 }
 
 async fn handle(ingest: &Ingest, signal: Signal, body: &[u8]) -> Outcome {
+    if let Err(e) = ingest.precheck(signal, Transport::Grpc, body.len()) {
+        return Outcome::from_export(Err(e));
+    }
     match Payload::decode(signal, Encoding::Protobuf, body) {
         Ok(payload) => {
             Outcome::from_export(ingest.export(Transport::Grpc, payload, Some(body)).await)

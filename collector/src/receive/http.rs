@@ -57,6 +57,15 @@ async fn export(
         Ok(b) => b,
         Err(o) => return finish(&st, signal, encoding, 0, o),
     };
+    if let Err(e) = st.ingest.precheck(signal, Transport::Http, bytes.len()) {
+        return finish(
+            &st,
+            signal,
+            encoding,
+            bytes.len(),
+            Outcome::from_export(Err(e)),
+        );
+    }
     let original = (encoding == Encoding::Protobuf).then_some(bytes.as_slice());
     let outcome = match Payload::decode(signal, encoding, &bytes) {
         Ok(payload) => {
