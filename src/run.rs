@@ -70,6 +70,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     termination().await;
     tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: refusing new requests and flushing");
+    ingest.set_draining();
     let _ = stop_tx.send(true);
     let drain = async {
         let _ = grpc_task.await;

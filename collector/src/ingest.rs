@@ -245,7 +245,13 @@ impl Ingest {
         self.inner.budget.add(bytes);
     }
 
-    /// Whether WAL replay has finished.
+    /// Marks the pipeline not ready (shutting down), so `/-/ready` tells
+    /// load balancers to stop sending before the receivers close.
+    pub fn set_draining(&self) {
+        self.inner.ready.store(false, Ordering::Release);
+    }
+
+    /// Whether WAL replay has finished and shutdown has not begun.
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::Acquire)
     }
