@@ -4,6 +4,6 @@
 # `sightline run`, e.g. scripts/run.sh --config sightline.yaml
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh run
 cargo build --release --bin sightline
 exec "${CARGO_TARGET_DIR:-target}/release/sightline" run "$@"

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Sightline needs. Idempotent:
 # every step checks first and does nothing when its tool is already there.
+#   scripts/setup.sh        everything (build, run, test, bench)
+#   scripts/setup.sh run    only what building and running needs
 set -euo pipefail
+purpose="${1:-all}"
 cd "$(dirname "$0")/.."
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -21,6 +24,11 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "cargo not found: install a Rust toolchain (rustup, Rust >= 1.89) first" >&2
   exit 1
+fi
+
+if [[ $purpose == run ]]; then
+  log "done (run only)"
+  exit 0
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
