@@ -38,3 +38,41 @@ async fn metrics(State(ingest): State<Ingest>) -> impl IntoResponse {
         ingest.metrics().render(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CollectorConfig;
+    use crate::self_metrics::SelfMetrics;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn status(ingest: &Ingest, path: &str) -> StatusCode {
+        let req = Request::get(path).body(Body::empty()).unwrap();
+        router(ingest.clone()).oneshot(req).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn ready_only_between_replay_and_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CollectorConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let (ingest, pending) = Ingest::open(config, SelfMetrics::new()).await.unwrap();
+        assert_eq!(
+            status(&ingest, "/-/ready").await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(status(&ingest, "/-/healthy").await, StatusCode::OK);
+        ingest.replay(pending).await.unwrap();
+        assert_eq!(status(&ingest, "/-/ready").await, StatusCode::OK);
+        ingest.set_draining();
+        assert_eq!(
+            status(&ingest, "/-/ready").await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(status(&ingest, "/-/healthy").await, StatusCode::OK);
+    }
+}

@@ -160,3 +160,4 @@ def test_mutated_requests_never_crash_the_server(server):
         assert r.status_code in (200, 400), r.text
     assert requests.get(server.api("/-/healthy")).status_code == 200
     assert server.proc.poll() is None
+    assert server.metric("process_resident_memory_bytes") > 0, "process metrics are exported"

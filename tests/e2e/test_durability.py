@@ -85,6 +85,9 @@ def test_overload_is_refused_with_retryable_errors_and_nothing_is_lost(make_serv
             assert r.status_code == 503 and r.headers["Retry-After"] == "1"
             break
     assert statuses[-1] == 503 and acked, statuses
+    # Over budget, a request is refused by its size before it is decoded.
+    r = requests.post(server.otlp_http("/v1/traces"), data=b"\xff" * 50_000, headers=PB)
+    assert r.status_code == 503, "refused before decoding, so not a 400"
 
     # Conversions finishing may free a little room; keep sending until gRPC refuses too.
     with grpc.insecure_channel(server.grpc_endpoint) as ch:
