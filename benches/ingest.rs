@@ -57,7 +57,10 @@ fn stages(c: &mut Criterion) {
         .collect();
     g.bench_function("encode_parquet", |b| {
         b.iter(|| {
-            std::hint::black_box(collector::storage::encode_for_bench(Table::Spans, &batches))
+            std::hint::black_box(
+                collector::storage::encode_flush(Table::Spans, &batches, 0, |_| Vec::new())
+                    .unwrap(),
+            )
         })
     });
     g.finish();

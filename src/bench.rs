@@ -7,7 +7,7 @@
 //! million spans, peak server RSS, bytes on disk per span next to raw OTLP
 //! protobuf bytes per span, and the prost decode-only rate as the ceiling.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +17,9 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
 use collector::receive::grpc::RawCodec;
+use collector::schema::Table;
+use collector::self_metrics::SelfMetrics;
+use collector::storage::Storage;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -97,7 +100,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         report.server_peak_rss = peak_rss(pid);
         report.server_cpu_secs = cpu_seconds(pid).zip(cpu_before).map(|(a, b)| a - b);
         s.stop()?;
-        let (bytes, rows) = parquet_totals(&scratch.join("tables"))?;
+        let (bytes, rows) = parquet_totals(&scratch.join("tables")).await?;
         report.disk_bytes = Some(bytes);
         report.disk_rows = Some(rows);
         let _ = std::fs::remove_dir_all(&scratch);
@@ -340,24 +343,15 @@ fn peak_rss(pid: u32) -> Option<u64> {
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
-/// Total Parquet bytes and rows (from footers) under `dir`.
-fn parquet_totals(dir: &Path) -> anyhow::Result<(u64, u64)> {
+/// Total Parquet bytes and rows (from footers) of the tables under `dir`.
+async fn parquet_totals(dir: &Path) -> anyhow::Result<(u64, u64)> {
+    let storage = Storage::local(dir.to_path_buf(), SelfMetrics::new())?;
     let (mut bytes, mut rows) = (0, 0);
-    let mut stack: Vec<PathBuf> = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                bytes += e.metadata()?.len();
-                let reader = parquet::file::serialized_reader::SerializedFileReader::new(
-                    std::fs::File::open(&p)?,
-                )?;
-                rows += parquet::file::reader::FileReader::metadata(&reader)
-                    .file_metadata()
-                    .num_rows() as u64;
-            }
+    for table in Table::ALL {
+        for meta in storage.list(table, None).await? {
+            let info = storage.file_info(meta).await?;
+            bytes += info.meta.size;
+            rows += info.rows;
         }
     }
     Ok((bytes, rows))

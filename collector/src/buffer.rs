@@ -39,18 +39,21 @@ impl MemoryBudget {
     /// Whether a request needing `n` bytes would be admitted now (without
     /// reserving anything): lets receivers refuse before decoding.
     pub fn has_room(&self, n: usize) -> bool {
-        let cur = self.used.load(Ordering::Relaxed);
-        cur == 0 || cur + n as i64 <= self.admission_limit
+        self.admits(self.used.load(Ordering::Relaxed), n as i64)
     }
 
-    /// Reserves `n` bytes for a new request unless that would take the
-    /// budget past its admission share. A first request is always admitted,
-    /// so a request larger than the budget is not refused forever.
+    /// The admission rule: within the admission share, or the budget is empty
+    /// (so a request larger than the budget is not refused forever).
+    fn admits(&self, used: i64, n: i64) -> bool {
+        used == 0 || used + n <= self.admission_limit
+    }
+
+    /// Reserves `n` bytes for a new request if [`MemoryBudget::has_room`].
     pub fn try_reserve(&self, n: usize) -> bool {
         let n = n as i64;
         let mut cur = self.used.load(Ordering::Relaxed);
         loop {
-            if cur + n > self.admission_limit && cur > 0 {
+            if !self.admits(cur, n) {
                 return false;
             }
             match self

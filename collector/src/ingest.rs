@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -288,16 +289,21 @@ impl Ingest {
         if self.inner.budget.has_room(body_len * IN_FLIGHT_FACTOR) {
             return Ok(());
         }
+        Err(self.overloaded(signal, transport))
+    }
+
+    /// Counts an overload refusal and builds its error.
+    fn overloaded(&self, signal: Signal, transport: Transport) -> ExportError {
         let labels = [signal.as_str(), transport.as_str()];
         self.inner
             .metrics
             .overload_rejections
             .with_label_values(&labels)
             .inc();
-        Err(ExportError::Overloaded {
+        ExportError::Overloaded {
             used: self.inner.budget.used(),
             limit: self.inner.config.memory_limit_bytes,
-        })
+        }
     }
 
     /// Validates, persists and acknowledges one request. On `Ok`, every item
@@ -310,23 +316,26 @@ impl Ingest {
         &self,
         transport: Transport,
         mut payload: Payload,
-        original: Option<&[u8]>,
+        original: Option<Bytes>,
     ) -> Result<Rejected, ExportError> {
         let signal = payload.signal();
         let m = &self.inner.metrics;
         let received = payload.item_count();
         let labels = [signal.as_str(), transport.as_str()];
         m.items_received.with_label_values(&labels).inc_by(received);
-        let rejected = payload.validate();
-        if rejected.count > 0 {
+        let reject = |reason, count, message: &str| {
             events::ItemsRejected {
                 signal,
                 transport,
-                reason: "invalid",
-                count: rejected.count,
-                message: &rejected.message,
+                reason,
+                count,
+                message,
             }
-            .emit(m);
+            .emit(m)
+        };
+        let rejected = payload.validate();
+        if rejected.count > 0 {
+            reject("invalid", rejected.count, &rejected.message);
         }
         let accepted = received.saturating_sub(rejected.count);
         if accepted == 0 {
@@ -334,38 +343,20 @@ impl Ingest {
         }
         let estimate = payload.encoded_len() * IN_FLIGHT_FACTOR;
         if !self.inner.budget.try_reserve(estimate) {
-            m.overload_rejections.with_label_values(&labels).inc();
-            let err = ExportError::Overloaded {
-                used: self.inner.budget.used(),
-                limit: self.inner.config.memory_limit_bytes,
-            };
-            events::ItemsRejected {
-                signal,
-                transport,
-                reason: "overloaded",
-                count: accepted,
-                message: &err.to_string(),
-            }
-            .emit(m);
+            let err = self.overloaded(signal, transport);
+            reject("overloaded", accepted, &err.to_string());
             return Err(err);
         }
         let received_at = now_nanos();
         let bytes = match original {
-            Some(b) if rejected.count == 0 => b.to_vec(),
-            _ => payload.encode_to_vec(),
+            Some(b) if rejected.count == 0 => b,
+            _ => Bytes::from(payload.encode_to_vec()),
         };
         let lsn = match self.inner.wal.append(signal, received_at, bytes).await {
             Ok(lsn) => lsn,
             Err(e) => {
                 self.inner.budget.release(estimate);
-                events::ItemsRejected {
-                    signal,
-                    transport,
-                    reason: "wal_error",
-                    count: accepted,
-                    message: &e.to_string(),
-                }
-                .emit(m);
+                reject("wal_error", accepted, &e.to_string());
                 return Err(e.into());
             }
         };

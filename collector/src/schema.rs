@@ -5,6 +5,7 @@
 //! [`Table::schema`].
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use arrow::datatypes::SchemaRef;
 
@@ -133,9 +134,17 @@ impl Table {
         }
     }
 
-    /// The table's Arrow schema.
+    /// The table's Arrow schema (built once from the converters' output).
     pub fn schema(self) -> SchemaRef {
-        crate::convert::empty_batch(self).schema()
+        static SCHEMAS: OnceLock<Vec<SchemaRef>> = OnceLock::new();
+        let all = SCHEMAS.get_or_init(|| {
+            Table::ALL
+                .iter()
+                .map(|t| crate::convert::empty_batch(*t).schema())
+                .collect()
+        });
+        // `ALL` lists the variants in declaration order.
+        all[self as usize].clone()
     }
 }
 

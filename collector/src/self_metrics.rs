@@ -60,27 +60,31 @@ impl Default for SelfMetrics {
     }
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry
-        .register(Box::new(c.clone()))
-        .expect("unique metric");
-    c
+/// Registers a metric and hands it back. Registration only fails for a
+/// duplicate name, which every name below rules out.
+fn register<M: prometheus::core::Collector + Clone + 'static>(r: &Registry, metric: M) -> M {
+    r.register(Box::new(metric.clone())).expect("unique metric");
+    metric
 }
 
-fn histogram_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-    buckets: Vec<f64>,
-) -> HistogramVec {
-    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
-        .expect("valid metric");
-    registry
-        .register(Box::new(h.clone()))
-        .expect("unique metric");
-    h
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    register(r, IntCounter::new(name, help).expect("valid metric"))
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    register(r, IntGauge::new(name, help).expect("valid metric"))
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
+}
+
+/// Exponential buckets from `start` seconds, doubling 16 times.
+fn seconds_buckets(start: f64) -> Vec<f64> {
+    prometheus::exponential_buckets(start, 2.0, 16).expect("valid buckets")
 }
 
 impl SelfMetrics {
@@ -88,47 +92,9 @@ impl SelfMetrics {
     pub fn new() -> Self {
         let r = Registry::new();
         // process_cpu_seconds_total, process_resident_memory_bytes, open fds…
-        // Registration only fails for duplicates, and this registry is new.
-        let _ = r.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ));
+        let process = prometheus::process_collector::ProcessCollector::for_self();
+        r.register(Box::new(process)).expect("unique metric");
         let sl = &["signal", "transport"];
-        let wal_fsync_seconds = Histogram::with_opts(
-            HistogramOpts::new("sightline_wal_fsync_duration_seconds", "WAL fsync latency.")
-                .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16).expect("buckets")),
-        )
-        .expect("valid metric");
-        r.register(Box::new(wal_fsync_seconds.clone()))
-            .expect("unique metric");
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("valid metric");
-            r.register(Box::new(g.clone())).expect("unique metric");
-            g
-        };
-        let wal_bytes_written = IntCounter::new(
-            "sightline_wal_written_bytes_total",
-            "Bytes appended to the WAL.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(wal_bytes_written.clone()))
-            .expect("unique metric");
-        let wal_replayed_records = IntCounter::new(
-            "sightline_wal_replayed_records_total",
-            "WAL records replayed at start.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(wal_replayed_records.clone()))
-            .expect("unique metric");
-        let buffer_rows = prometheus::IntGaugeVec::new(
-            Opts::new(
-                "sightline_buffer_rows",
-                "Rows waiting in the in-memory buffer.",
-            ),
-            &["table"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(buffer_rows.clone()))
-            .expect("unique metric");
         SelfMetrics {
             items_received: counter_vec(
                 &r,
@@ -166,25 +132,60 @@ impl SelfMetrics {
                 "Requests refused because the memory budget was exhausted.",
                 sl,
             ),
-            wal_fsync_seconds,
-            wal_bytes_written,
-            wal_segments: gauge("sightline_wal_segments", "WAL segment files."),
-            wal_replayed_records,
+            wal_fsync_seconds: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "sightline_wal_fsync_duration_seconds",
+                        "WAL fsync latency.",
+                    )
+                    .buckets(seconds_buckets(0.0001)),
+                )
+                .expect("valid metric"),
+            ),
+            wal_bytes_written: counter(
+                &r,
+                "sightline_wal_written_bytes_total",
+                "Bytes appended to the WAL.",
+            ),
+            wal_segments: gauge(&r, "sightline_wal_segments", "WAL segment files."),
+            wal_replayed_records: counter(
+                &r,
+                "sightline_wal_replayed_records_total",
+                "WAL records replayed at start.",
+            ),
             memory_bytes: gauge(
+                &r,
                 "sightline_memory_used_bytes",
                 "Bytes of unflushed and in-flight data.",
             ),
             memory_limit_bytes: gauge(
+                &r,
                 "sightline_memory_limit_bytes",
                 "The memory budget for unflushed and in-flight data.",
             ),
-            buffer_rows,
-            flush_seconds: histogram_vec(
+            buffer_rows: register(
                 &r,
-                "sightline_storage_flush_duration_seconds",
-                "Duration of buffer flushes to Parquet.",
-                &["table"],
-                prometheus::exponential_buckets(0.001, 2.0, 16).expect("buckets"),
+                prometheus::IntGaugeVec::new(
+                    Opts::new(
+                        "sightline_buffer_rows",
+                        "Rows waiting in the in-memory buffer.",
+                    ),
+                    &["table"],
+                )
+                .expect("valid metric"),
+            ),
+            flush_seconds: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "sightline_storage_flush_duration_seconds",
+                        "Duration of buffer flushes to Parquet.",
+                    )
+                    .buckets(seconds_buckets(0.001)),
+                    &["table"],
+                )
+                .expect("valid metric"),
             ),
             flush_errors: counter_vec(
                 &r,

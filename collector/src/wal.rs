@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -100,7 +101,7 @@ enum Msg {
 struct Append {
     signal: Signal,
     received_at: u64,
-    payload: Vec<u8>,
+    payload: Bytes,
     done: oneshot::Sender<Result<u64, WalError>>,
 }
 
@@ -216,7 +217,7 @@ impl Wal {
         &self,
         signal: Signal,
         received_at: u64,
-        payload: Vec<u8>,
+        payload: Bytes,
     ) -> Result<u64, WalError> {
         let (done, rx) = oneshot::channel();
         self.tx
@@ -479,9 +480,8 @@ impl Writer {
         let result = self.write_and_sync();
         let failed = result.is_err();
         if failed {
-            let lsns: Vec<u64> = (first_lsn..self.next_lsn).collect();
             let mut refs = self.shared.refs.lock().expect("wal refs lock");
-            for lsn in lsns {
+            for lsn in first_lsn..self.next_lsn {
                 refs.remove(&lsn);
             }
         }
@@ -557,10 +557,13 @@ mod tests {
         let (wal, old) = open(dir.path(), 1 << 20);
         assert!(old.is_empty());
         let a = wal
-            .append(Signal::Traces, 5, b"one".to_vec())
+            .append(Signal::Traces, 5, Bytes::from_static(b"one"))
             .await
             .unwrap();
-        let b = wal.append(Signal::Logs, 6, b"two".to_vec()).await.unwrap();
+        let b = wal
+            .append(Signal::Logs, 6, Bytes::from_static(b"two"))
+            .await
+            .unwrap();
         assert_eq!((a, b), (1, 2));
         drop(wal);
         let (wal, old) = open(dir.path(), 1 << 20);
@@ -575,15 +578,24 @@ mod tests {
                 (2, Signal::Logs, 6, b"two".to_vec())
             ]
         );
-        assert_eq!(wal.append(Signal::Metrics, 7, vec![]).await.unwrap(), 3);
+        assert_eq!(
+            wal.append(Signal::Metrics, 7, Bytes::from(vec![]))
+                .await
+                .unwrap(),
+            3
+        );
     }
 
     #[tokio::test]
     async fn torn_tail_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let (wal, _) = open(dir.path(), 1 << 20);
-        wal.append(Signal::Traces, 1, vec![1; 100]).await.unwrap();
-        wal.append(Signal::Traces, 1, vec![2; 100]).await.unwrap();
+        wal.append(Signal::Traces, 1, Bytes::from(vec![1; 100]))
+            .await
+            .unwrap();
+        wal.append(Signal::Traces, 1, Bytes::from(vec![2; 100]))
+            .await
+            .unwrap();
         drop(wal);
         let seg = list_segments(dir.path()).unwrap().pop().unwrap();
         let len = fs::metadata(&seg.path).unwrap().len();
@@ -595,7 +607,12 @@ mod tests {
             .unwrap();
         let (wal, old) = open(dir.path(), 1 << 20);
         assert_eq!(old.len(), 1);
-        assert_eq!(wal.append(Signal::Traces, 1, vec![]).await.unwrap(), 2);
+        assert_eq!(
+            wal.append(Signal::Traces, 1, Bytes::from(vec![]))
+                .await
+                .unwrap(),
+            2
+        );
     }
 
     #[tokio::test]
@@ -604,7 +621,11 @@ mod tests {
         let (wal, _) = open(dir.path(), 10);
         let mut lsns = vec![];
         for _ in 0..3 {
-            lsns.push(wal.append(Signal::Traces, 1, vec![0; 20]).await.unwrap());
+            lsns.push(
+                wal.append(Signal::Traces, 1, Bytes::from(vec![0; 20]))
+                    .await
+                    .unwrap(),
+            );
         }
         assert_eq!(wal.segment_count(), 4);
         wal.release(&lsns[1..]);

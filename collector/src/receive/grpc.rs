@@ -138,18 +138,19 @@ impl<S: OtlpService> UnaryService<Bytes> for ExportCall<S> {
         let ingest = self.ingest.clone();
         Box::pin(async move {
             let body = request.into_inner();
-            let outcome = handle(&ingest, S::SIGNAL, &body).await;
-            outcome.emit(ingest.metrics(), S::SIGNAL, Transport::Grpc, body.len());
+            let len = body.len();
+            let outcome = handle(&ingest, S::SIGNAL, body).await;
+            outcome.emit(ingest.metrics(), S::SIGNAL, Transport::Grpc, len);
             outcome.into_grpc(S::SIGNAL)
         })
     }
 }
 
-async fn handle(ingest: &Ingest, signal: Signal, body: &[u8]) -> Outcome {
+async fn handle(ingest: &Ingest, signal: Signal, body: Bytes) -> Outcome {
     if let Err(e) = ingest.precheck(signal, Transport::Grpc, body.len()) {
         return Outcome::from_export(Err(e));
     }
-    match Payload::decode(signal, Encoding::Protobuf, body) {
+    match Payload::decode(signal, Encoding::Protobuf, &body) {
         Ok(payload) => {
             Outcome::from_export(ingest.export(Transport::Grpc, payload, Some(body)).await)
         }

@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use axum::routing::post;
+use bytes::Bytes;
 
 use super::Transport;
 use super::status::Outcome;
@@ -66,7 +67,7 @@ async fn export(
             Outcome::from_export(Err(e)),
         );
     }
-    let original = (encoding == Encoding::Protobuf).then_some(bytes.as_slice());
+    let original = (encoding == Encoding::Protobuf).then(|| bytes.clone());
     let outcome = match Payload::decode(signal, encoding, &bytes) {
         Ok(payload) => {
             Outcome::from_export(st.ingest.export(Transport::Http, payload, original).await)
@@ -113,7 +114,7 @@ fn too_large(limit: usize) -> Outcome {
 
 /// Reads and decompresses the body, enforcing `limit` on both the wire size
 /// and the decompressed size (so a small gzip bomb is refused too).
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, Outcome> {
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Outcome> {
     let enc = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -146,13 +147,13 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<
             .read_to_end(&mut out),
         "zstd" => zstd::stream::read::Decoder::new(&wire[..])
             .and_then(|d| d.take(limit as u64 + 1).read_to_end(&mut out)),
-        _ => return Ok(wire.to_vec()),
+        _ => return Ok(wire),
     };
     read.map_err(|e| Outcome::Invalid(format!("cannot decompress {enc} body: {e}")))?;
     if out.len() > limit {
         return Err(too_large(limit));
     }
-    Ok(out)
+    Ok(Bytes::from(out))
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {

@@ -27,14 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::Table;
 use crate::self_metrics::SelfMetrics;
-pub use encode::sort;
-
-/// Encodes batches of one table as a flush would (for benchmarks).
-pub fn encode_for_bench(table: Table, batches: &[RecordBatch]) -> usize {
-    encode::encode_flush(table, batches, 0, |_| Vec::new())
-        .map(|files| files.iter().map(|f| f.bytes.len()).sum())
-        .unwrap_or(0)
-}
+pub use encode::{EncodedFile, encode_flush, sort};
 use layout::{META_COMPACTED_FROM, META_FLUSH_FILES, META_FLUSH_ID, META_LSNS, Partition};
 
 /// Storage failures. Flushes that fail are retried; nothing is dropped.
@@ -107,6 +100,8 @@ pub struct FileInfo {
     pub table: Table,
     /// Hour partition.
     pub partition: Partition,
+    /// Rows in the file.
+    pub rows: u64,
     /// WAL records whose rows for this table the file holds.
     pub lsns: BTreeSet<u64>,
     /// The flush that wrote it (none for compacted files).
@@ -250,6 +245,7 @@ impl Storage {
         Ok(FileInfo {
             table,
             partition,
+            rows: u64::try_from(md.metadata().file_metadata().num_rows()).unwrap_or(0),
             lsns: get(META_LSNS)
                 .and_then(|s| layout::decode_lsns(&s))
                 .unwrap_or_default(),
