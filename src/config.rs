@@ -11,6 +11,7 @@ use collector::CollectorConfig;
 use collector::receive::OtlpConfig;
 use collector::storage::StorageConfig;
 use collector::wal::{FsyncPolicy, WalConfig};
+use query::QueryConfig;
 use serde::{Deserialize, Serialize};
 
 /// The whole configuration file.
@@ -32,6 +33,8 @@ pub struct Config {
     pub wal: WalConfig,
     /// Parquet flushing, compaction and retention.
     pub storage: StorageConfig,
+    /// Query limits (SQL, PromQL).
+    pub query: QueryConfig,
 }
 
 /// HTTP API settings.
@@ -61,6 +64,7 @@ impl Default for Config {
             otlp: c.otlp,
             wal: c.wal,
             storage: c.storage,
+            query: QueryConfig::default(),
         }
     }
 }
@@ -147,6 +151,25 @@ pub struct RunArgs {
     /// Delete partitions older than this, e.g. `7d` [default: 7d].
     #[arg(long, env = "SIGHTLINE_STORAGE_RETENTION", value_parser = parse_duration)]
     pub storage_retention: Option<Duration>,
+    /// Cancel queries running longer than this [default: 2m].
+    #[arg(long, env = "SIGHTLINE_QUERY_TIMEOUT", value_parser = parse_duration)]
+    pub query_timeout: Option<Duration>,
+    /// Memory all queries may use together; beyond it they spill to disk or
+    /// fail with a clear error [default: 1073741824 (1 GiB)].
+    #[arg(long, env = "SIGHTLINE_QUERY_MEMORY_LIMIT_BYTES")]
+    pub query_memory_limit_bytes: Option<usize>,
+    /// Rows a SQL query may return [default: 100000].
+    #[arg(long, env = "SIGHTLINE_QUERY_MAX_ROWS")]
+    pub query_max_rows: Option<usize>,
+    /// Series a PromQL query may return or hold in one step [default: 50000].
+    #[arg(long, env = "SIGHTLINE_QUERY_MAX_SERIES")]
+    pub query_max_series: Option<usize>,
+    /// Samples a PromQL query may load [default: 50000000].
+    #[arg(long, env = "SIGHTLINE_QUERY_MAX_SAMPLES")]
+    pub query_max_samples: Option<usize>,
+    /// PromQL lookback delta [default: 5m].
+    #[arg(long, env = "SIGHTLINE_QUERY_LOOKBACK_DELTA", value_parser = parse_duration)]
+    pub query_lookback_delta: Option<Duration>,
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -193,6 +216,13 @@ impl RunArgs {
             self.storage_compaction_target_bytes,
         );
         set(&mut s.retention, self.storage_retention);
+        let q = &mut c.query;
+        set(&mut q.timeout, self.query_timeout);
+        set(&mut q.memory_limit_bytes, self.query_memory_limit_bytes);
+        set(&mut q.max_rows, self.query_max_rows);
+        set(&mut q.max_series, self.query_max_series);
+        set(&mut q.max_samples, self.query_max_samples);
+        set(&mut q.lookback_delta, self.query_lookback_delta);
         Ok(c)
     }
 }

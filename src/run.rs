@@ -42,11 +42,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("cannot open the data directory")?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let engine = query::QueryEngine::new(ingest.clone(), config.query.clone())
+        .context("cannot start the query engine")?;
+    let api_routes = collector::admin::router(ingest.clone())
+        .merge(query::sql::router(engine.clone()))
+        .merge(query::prometheus::router(engine.clone()))
+        .merge(collector::receive::remote_write::router(
+            ingest.clone(),
+            config.otlp.max_request_bytes,
+        ));
 
     // The API answers /-/healthy and /-/ready (503) while the WAL replays.
     tracing::info!(addr = %api.local_addr()?, "HTTP API listening");
     let api_task = tokio::spawn(
-        axum::serve(api, collector::admin::router(ingest.clone()))
+        axum::serve(api, api_routes)
             .with_graceful_shutdown(until(stop_rx.clone()))
             .into_future(),
     );

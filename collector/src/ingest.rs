@@ -21,8 +21,9 @@ use crate::receive::{OtlpConfig, Transport};
 use crate::schema::{Signal, Table};
 use crate::self_metrics::SelfMetrics;
 use crate::storage::recovery::{self, Covered};
-use crate::storage::{Storage, StorageConfig, StorageError, compaction, retention};
+use crate::storage::{DataFile, Storage, StorageConfig, StorageError, compaction, retention};
 use crate::wal::{Record, Wal, WalConfig, WalError, WalReplay};
+use arrow::array::RecordBatch;
 
 /// Everything the collector needs to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -161,6 +162,7 @@ impl Ingest {
         metrics.wal_segments.set(wal.segment_count() as i64);
         let storage = Storage::local(config.data_dir.join("tables"), metrics.clone())?;
         let covered = recovery::recover(&storage, wal.oldest_lsn()).await?;
+        storage.load_manifest().await?;
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let ingest = Ingest {
             inner: Arc::new(Inner {
@@ -306,6 +308,16 @@ impl Ingest {
         }
     }
 
+    /// What a query of `table` reads: the visible Parquet files and the
+    /// batches not yet in them, taken in one step so no row is seen twice or
+    /// missed. Holding the files keeps compaction from deleting them.
+    pub fn view(&self, table: Table) -> (Vec<Arc<DataFile>>, Vec<RecordBatch>) {
+        self.inner
+            .storage
+            .manifest()
+            .view(table, || self.inner.buffer.snapshot(table))
+    }
+
     /// Validates, persists and acknowledges one request. On `Ok`, every item
     /// not listed in the returned rejection is durable and will be stored.
     ///
@@ -446,7 +458,11 @@ impl Ingest {
         match result {
             Ok(files) => {
                 timer.observe_duration();
-                self.inner.buffer.finish_flush(table);
+                let file_count = files.len();
+                self.inner
+                    .storage
+                    .manifest()
+                    .publish(table, files, || self.inner.buffer.finish_flush(table));
                 self.inner.wal.release(&taken.lsns);
                 self.inner.budget.release(taken.bytes);
                 match self.inner.wal.truncate() {
@@ -458,7 +474,7 @@ impl Ingest {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "cannot delete WAL segments; will retry"),
                 }
-                tracing::debug!(%table, rows = taken.rows, files = files.len(), "flushed");
+                tracing::debug!(%table, rows = taken.rows, files = file_count, "flushed");
             }
             Err(e) => {
                 timer.stop_and_discard();

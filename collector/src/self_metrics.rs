@@ -52,6 +52,13 @@ pub struct SelfMetrics {
     pub compactions: IntCounterVec,
     /// Files deleted by retention, by table.
     pub retention_deleted_files: IntCounterVec,
+    /// Queries by API (`sql`, `promql`, `pgwire`, …) and outcome (`success`
+    /// or the error type).
+    pub queries: IntCounterVec,
+    /// Query latency by API.
+    pub query_seconds: HistogramVec,
+    /// Remote-write samples received, accepted or refused, by outcome.
+    pub remote_write_samples: IntCounterVec,
 }
 
 impl Default for SelfMetrics {
@@ -222,6 +229,32 @@ impl SelfMetrics {
                 "sightline_storage_retention_deleted_files_total",
                 "Parquet files deleted by retention.",
                 &["table"],
+            ),
+            queries: counter_vec(
+                &r,
+                "sightline_queries_total",
+                "Queries by API and outcome (success or the error type).",
+                &["api", "outcome"],
+            ),
+            query_seconds: register(
+                &r,
+                HistogramVec::new(
+                    prometheus::HistogramOpts::new(
+                        "sightline_query_duration_seconds",
+                        "Query latency by API.",
+                    )
+                    .buckets(
+                        prometheus::exponential_buckets(0.001, 4.0, 10).expect("valid buckets"),
+                    ),
+                    &["api"],
+                )
+                .expect("valid metric"),
+            ),
+            remote_write_samples: counter_vec(
+                &r,
+                "sightline_remote_write_samples_total",
+                "Prometheus remote-write samples by outcome.",
+                &["outcome"],
             ),
             registry: r,
         }

@@ -4,6 +4,7 @@
 
 pub mod grpc;
 pub mod http;
+pub mod remote_write;
 pub mod status;
 
 use std::net::SocketAddr;
@@ -17,6 +18,8 @@ pub enum Transport {
     Grpc,
     /// OTLP/HTTP.
     Http,
+    /// Prometheus remote write (converted to OTLP metrics on receipt).
+    RemoteWrite,
 }
 
 impl Transport {
@@ -25,6 +28,7 @@ impl Transport {
         match self {
             Transport::Grpc => "grpc",
             Transport::Http => "http",
+            Transport::RemoteWrite => "remote_write",
         }
     }
 }

@@ -21,11 +21,13 @@ pub async fn compact_table(
     oldest_wal_lsn: u64,
 ) -> Result<usize, StorageError> {
     let mut by_partition: BTreeMap<Partition, Vec<FileInfo>> = BTreeMap::new();
-    for meta in storage.list(table, None).await? {
-        if meta.size >= config.compaction_target_bytes {
+    // Candidates come from the manifest, not a listing: a listing would
+    // also show files already merged but still read by a query.
+    for file in storage.manifest().files(table) {
+        if file.meta.size >= config.compaction_target_bytes {
             continue;
         }
-        let info = storage.file_info(meta).await?;
+        let info = storage.file_info(file.meta.clone()).await?;
         if info.lsns.last().is_some_and(|max| *max >= oldest_wal_lsn) {
             continue;
         }
@@ -71,13 +73,16 @@ async fn merge(storage: &Storage, table: Table, files: &[FileInfo]) -> Result<()
         encode::encode(table, &[sorted], meta)
     })
     .await??;
-    let path = storage.new_path(table, files[0].partition, rand::random());
-    storage
+    let partition = files[0].partition;
+    let path = storage.new_path(table, partition, rand::random());
+    let meta = storage
         .put_durable(&path, bytes, table, "compaction")
         .await?;
-    for f in files {
-        storage.delete(&f.meta.location).await?;
-    }
+    let sources: Vec<_> = files.iter().map(|f| f.meta.location.clone()).collect();
+    storage
+        .manifest()
+        .replace(table, &sources, super::DataFile { meta, partition });
+    storage.delete_retired().await?;
     storage
         .metrics
         .compactions

@@ -5,6 +5,7 @@
 pub mod compaction;
 mod encode;
 pub mod layout;
+pub mod manifest;
 mod reader;
 pub mod recovery;
 pub mod retention;
@@ -29,6 +30,7 @@ use crate::schema::Table;
 use crate::self_metrics::SelfMetrics;
 pub use encode::{EncodedFile, encode_flush, sort};
 use layout::{META_COMPACTED_FROM, META_FLUSH_FILES, META_FLUSH_ID, META_LSNS, Partition};
+pub use manifest::{DataFile, Manifest};
 
 /// Storage failures. Flushes that fail are retried; nothing is dropped.
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +121,7 @@ pub struct Storage {
     /// Set for the local file system, where durability needs an explicit fsync.
     local_root: Option<PathBuf>,
     metrics: SelfMetrics,
+    manifest: Arc<Manifest>,
 }
 
 impl Storage {
@@ -131,12 +134,44 @@ impl Storage {
             store: Arc::new(store),
             local_root: Some(root),
             metrics,
+            manifest: Arc::default(),
         })
     }
 
     /// The underlying object store (for readers such as the query layer).
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {
         self.store.clone()
+    }
+
+    /// The files queries may read.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Makes every data file in the store visible (at start, after recovery).
+    pub async fn load_manifest(&self) -> Result<(), StorageError> {
+        for table in Table::ALL {
+            let files = self
+                .list(table, None)
+                .await?
+                .into_iter()
+                .filter_map(|meta| {
+                    let (_, partition) = layout::parse_path(&meta.location)?;
+                    Some(DataFile { meta, partition })
+                })
+                .collect();
+            self.manifest.publish(table, files, || {});
+        }
+        Ok(())
+    }
+
+    /// Deletes retired files no query reads any more.
+    pub async fn delete_retired(&self) -> Result<usize, StorageError> {
+        let paths = self.manifest.take_deletable();
+        for p in &paths {
+            self.delete(p).await?;
+        }
+        Ok(paths.len())
     }
 
     /// Writes `batches` of one table as one file per hour partition. The
@@ -147,7 +182,7 @@ impl Storage {
         batches: Vec<RecordBatch>,
         lsns: &BTreeSet<u64>,
         fallback_ns: i64,
-    ) -> Result<Vec<Path>, StorageError> {
+    ) -> Result<Vec<DataFile>, StorageError> {
         let flush_id: u64 = rand::random();
         let lsn_text = layout::encode_lsns(lsns);
         let files = tokio::task::spawn_blocking(move || {
@@ -163,12 +198,15 @@ impl Storage {
         let mut written = Vec::new();
         for f in files {
             let path = self.new_path(table, f.partition, flush_id);
-            self.put_durable(&path, f.bytes, table, "flush").await?;
+            let meta = self.put_durable(&path, f.bytes, table, "flush").await?;
             self.metrics
                 .rows_written
                 .with_label_values(&[table.name()])
                 .inc_by(f.rows as u64);
-            written.push(path);
+            written.push(DataFile {
+                meta,
+                partition: f.partition,
+            });
         }
         Ok(written)
     }
@@ -185,7 +223,7 @@ impl Storage {
         bytes: Vec<u8>,
         table: Table,
         reason: &str,
-    ) -> Result<(), StorageError> {
+    ) -> Result<ObjectMeta, StorageError> {
         let len = bytes.len() as u64;
         self.store.put(path, PutPayload::from(bytes)).await?;
         if let Some(root) = &self.local_root {
@@ -209,7 +247,13 @@ impl Storage {
             .bytes_written
             .with_label_values(&[table.name(), reason])
             .inc_by(len);
-        Ok(())
+        Ok(ObjectMeta {
+            location: path.clone(),
+            last_modified: chrono::Utc::now(),
+            size: len,
+            e_tag: None,
+            version: None,
+        })
     }
 
     /// Lists the data files of a table (optionally one partition).

@@ -16,21 +16,23 @@ pub async fn apply(
     let cutoff = now_ns.saturating_sub(i64::try_from(retention.as_nanos()).unwrap_or(i64::MAX));
     let mut deleted = 0;
     for table in Table::ALL {
-        for meta in storage.list(table, None).await? {
-            let Some((_, p)) = super::layout::parse_path(&meta.location) else {
-                continue;
-            };
-            if partition_end(p) <= cutoff {
-                storage.delete(&meta.location).await?;
-                storage
-                    .metrics
-                    .retention_deleted_files
-                    .with_label_values(&[table.name()])
-                    .inc();
-                deleted += 1;
-            }
-        }
+        let expired: Vec<_> = storage
+            .manifest()
+            .files(table)
+            .iter()
+            .filter(|f| partition_end(f.partition) <= cutoff)
+            .map(|f| f.meta.location.clone())
+            .collect();
+        storage.manifest().retire(table, &expired);
+        storage
+            .metrics
+            .retention_deleted_files
+            .with_label_values(&[table.name()])
+            .inc_by(expired.len() as u64);
+        deleted += expired.len();
     }
+    // Files a running query still reads go at a later round.
+    storage.delete_retired().await?;
     Ok(deleted)
 }
 

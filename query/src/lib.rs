@@ -1,0 +1,24 @@
+//! Sightline's query stage.
+//!
+//! [`QueryEngine`] is one DataFusion session whose tables
+//! ([`catalog::StoreTable`]) union the rows still buffered by the ingest
+//! stage with the Parquet files it wrote. On top of it:
+//!
+//! - [`sql`] — `POST /api/v1/sql` (JSON rows or an Arrow IPC stream);
+//! - [`promql`] — a PromQL evaluator that loads only the series and time
+//!   ranges a query selects, through DataFusion scans;
+//! - [`prometheus`] — the Prometheus HTTP API Grafana's built-in datasource
+//!   calls, and remote write.
+
+pub mod catalog;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod hex_ids;
+pub mod prometheus;
+pub mod promql;
+pub mod sql;
+pub mod text;
+
+pub use engine::{QueryConfig, QueryEngine};
+pub use error::QueryError;

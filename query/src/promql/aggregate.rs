@@ -1,0 +1,192 @@
+//! Aggregation operators (`sum`, `avg`, `topk`, `count_values`, …) with
+//! `by`/`without`, as Prometheus computes them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use promql_parser::parser::token;
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
+
+use super::eval::Evaluator;
+use super::functions::{quantile, value_label};
+use super::value::{Labels, NAME, Sample, Value};
+use crate::error::QueryError;
+
+struct Group {
+    labels: Arc<Labels>,
+    value: f64,
+    mean: f64,
+    count: f64,
+    members: Vec<Sample>,
+}
+
+fn group_labels(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+    match modifier {
+        Some(LabelModifier::Include(by)) => l.only(&by.labels),
+        Some(LabelModifier::Exclude(without)) => l.without(&without.labels).without_name(),
+        None => Labels::default(),
+    }
+}
+
+fn param_scalar(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<f64, QueryError> {
+    let p = a
+        .param
+        .as_ref()
+        .ok_or_else(|| QueryError::BadQuery("missing aggregation parameter".into()))?;
+    ev.scalar(p, t)
+}
+
+/// Evaluates an aggregation at `t`.
+pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryError> {
+    let op = a.op.id();
+    let mut input = ev.vector(&a.expr, t)?;
+    let mut k = 0usize;
+    let mut q = 0.0;
+    let mut modifier = a.modifier.clone();
+    if op == token::T_TOPK || op == token::T_BOTTOMK {
+        let f = param_scalar(ev, a, t)?;
+        if !(f.abs() < 9.2e18) {
+            return Err(QueryError::Eval(format!(
+                "Scalar value {f} overflows int64"
+            )));
+        }
+        if f < 1.0 {
+            return Ok(Value::Vector(Vec::new()));
+        }
+        k = f as usize;
+    } else if op == token::T_QUANTILE {
+        q = param_scalar(ev, a, t)?;
+    } else if op == token::T_COUNT_VALUES {
+        let Some(Expr::StringLiteral(s)) = a.param.as_deref() else {
+            return Err(QueryError::BadQuery(
+                "count_values needs a label name".into(),
+            ));
+        };
+        let label = s.val.clone();
+        if !valid_label(&label) {
+            return Err(QueryError::Eval(format!("invalid label name {label:?}")));
+        }
+        for s in &mut input {
+            s.labels = Arc::new(s.labels.with(&label, &value_label(s.value)));
+        }
+        if let Some(LabelModifier::Include(by)) = &mut modifier {
+            by.labels.push(label);
+        } else if modifier.is_none() {
+            modifier = Some(LabelModifier::Include(promql_parser::label::Labels {
+                labels: vec![label],
+            }));
+        }
+    }
+    let mut groups: HashMap<Labels, Group> = HashMap::new();
+    let mut order: Vec<Labels> = Vec::new();
+    for s in input {
+        let key = group_labels(&s.labels, &modifier);
+        let v = s.value;
+        let Some(g) = groups.get_mut(&key) else {
+            order.push(key.clone());
+            let first = Group {
+                labels: Arc::new(key.clone()),
+                value: if op == token::T_STDDEV || op == token::T_STDVAR {
+                    0.0
+                } else if op == token::T_GROUP {
+                    1.0
+                } else {
+                    v
+                },
+                mean: v,
+                count: 1.0,
+                members: if op == token::T_TOPK || op == token::T_BOTTOMK || op == token::T_QUANTILE
+                {
+                    vec![s]
+                } else {
+                    Vec::new()
+                },
+            };
+            groups.insert(key, first);
+            continue;
+        };
+        g.count += 1.0;
+        match op {
+            token::T_SUM => g.value += v,
+            token::T_AVG => {
+                if g.mean.is_infinite() {
+                    if v.is_infinite() && (g.mean > 0.0) == (v > 0.0) {
+                        continue;
+                    }
+                    if !v.is_infinite() && !v.is_nan() {
+                        continue;
+                    }
+                }
+                g.mean += v / g.count - g.mean / g.count;
+            }
+            token::T_MAX => {
+                if g.value < v || g.value.is_nan() {
+                    g.value = v;
+                }
+            }
+            token::T_MIN => {
+                if g.value > v || g.value.is_nan() {
+                    g.value = v;
+                }
+            }
+            token::T_STDDEV | token::T_STDVAR => {
+                let d = v - g.mean;
+                g.mean += d / g.count;
+                g.value += d * (v - g.mean);
+            }
+            token::T_TOPK | token::T_BOTTOMK | token::T_QUANTILE => g.members.push(s),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for key in order {
+        let Some(g) = groups.remove(&key) else {
+            continue;
+        };
+        let value = match op {
+            token::T_AVG => g.mean,
+            token::T_COUNT | token::T_COUNT_VALUES => g.count,
+            token::T_STDVAR => g.value / g.count,
+            token::T_STDDEV => (g.value / g.count).sqrt(),
+            token::T_QUANTILE => quantile(q, g.members.iter().map(|s| s.value).collect()),
+            token::T_TOPK | token::T_BOTTOMK => {
+                out.extend(top(g.members, k, op == token::T_TOPK));
+                continue;
+            }
+            _ => g.value,
+        };
+        out.push(Sample {
+            labels: g.labels,
+            value,
+            time: t,
+        });
+    }
+    Ok(Value::Vector(out))
+}
+
+/// The `k` largest (or smallest) samples; NaN counts as the smallest for
+/// `topk` and the largest for `bottomk`.
+fn top(mut members: Vec<Sample>, k: usize, largest: bool) -> Vec<Sample> {
+    members.sort_by(|a, b| {
+        let (x, y) = (a.value, b.value);
+        let ord = match (x.is_nan(), y.is_nan()) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            _ => {
+                let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
+                if largest { o.reverse() } else { o }
+            }
+        };
+        ord
+    });
+    members.truncate(k);
+    members
+}
+
+fn valid_label(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+        && s != NAME
+}

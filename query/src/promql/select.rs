@@ -1,0 +1,704 @@
+//! Loading the series a selector matches, through DataFusion scans of the
+//! metric tables.
+//!
+//! Only the metric names the selector can match and the time range the query
+//! needs are read (both become scan predicates, so partitions and row groups
+//! are pruned); `job`/`instance` equality matchers are pushed down too. Rows
+//! are then turned into Prometheus series: histograms into `_bucket` (with
+//! `le`), `_sum` and `_count`, summaries into quantiles, `_sum` and
+//! `_count`, delta sums and histograms into cumulative ones.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, MapArray, RecordBatch, StringArray};
+use arrow::datatypes::{Float64Type, Int32Type, Int64Type, TimestampNanosecondType, UInt64Type};
+use collector::schema::Table;
+use datafusion::common::ScalarValue;
+use datafusion::prelude::{Expr, col, lit};
+use promql_parser::label::{MatchOp, Matcher, Matchers};
+
+use super::names::{self, Kind};
+use super::value::{Labels, NAME, Series};
+use crate::engine::QueryEngine;
+use crate::error::QueryError;
+
+/// The metric tables, in the order they are searched.
+pub const METRIC_TABLES: [Table; 5] = [
+    Table::MetricsGauge,
+    Table::MetricsSum,
+    Table::MetricsHistogram,
+    Table::MetricsExponentialHistogram,
+    Table::MetricsSummary,
+];
+
+/// One OTLP metric as Prometheus sees it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MetricEntry {
+    /// Table holding it.
+    pub table: Table,
+    /// OTLP name.
+    pub otlp_name: String,
+    /// Prometheus base name.
+    pub base: String,
+    /// Description (for `/api/v1/metadata`).
+    pub help: String,
+    /// OTLP unit.
+    pub unit: String,
+}
+
+impl MetricEntry {
+    /// The Prometheus metric type.
+    pub fn prom_type(&self) -> &'static str {
+        match self.table {
+            Table::MetricsGauge => "gauge",
+            Table::MetricsSum if self.base.ends_with("_total") => "counter",
+            Table::MetricsSum => "gauge",
+            Table::MetricsSummary => "summary",
+            _ => "histogram",
+        }
+    }
+
+    /// Every series name this metric produces.
+    pub fn names(&self) -> Vec<String> {
+        match self.table {
+            Table::MetricsGauge | Table::MetricsSum => vec![self.base.clone()],
+            Table::MetricsSummary => vec![
+                self.base.clone(),
+                format!("{}_sum", self.base),
+                format!("{}_count", self.base),
+            ],
+            _ => vec![
+                format!("{}_bucket", self.base),
+                format!("{}_sum", self.base),
+                format!("{}_count", self.base),
+            ],
+        }
+    }
+}
+
+fn ts_lit(ns: i64) -> Expr {
+    lit(ScalarValue::TimestampNanosecond(
+        Some(ns),
+        Some("UTC".into()),
+    ))
+}
+
+/// Every metric in the store with samples between `min_ms` and `max_ms`.
+pub async fn catalog(
+    engine: &QueryEngine,
+    min_ms: i64,
+    max_ms: i64,
+) -> Result<Vec<MetricEntry>, QueryError> {
+    let mut out = Vec::new();
+    for table in METRIC_TABLES {
+        let mut cols = vec![
+            col("metric_name"),
+            col("metric_unit"),
+            col("metric_description"),
+        ];
+        if table == Table::MetricsSum {
+            cols.push(col("is_monotonic"));
+        }
+        let df = engine
+            .context()
+            .table(table.name())
+            .await?
+            .filter(time_filter(min_ms, max_ms))?
+            .aggregate(cols, vec![])?;
+        let (_, batches) = engine.collect(df).await?;
+        for b in batches {
+            let name = b.column(0).as_string::<i32>();
+            let unit = b.column(1).as_string::<i32>();
+            let help = b.column(2).as_string::<i32>();
+            for i in 0..b.num_rows() {
+                let kind = match table {
+                    Table::MetricsGauge => Kind::Gauge,
+                    Table::MetricsSum if b.column(3).as_boolean().value(i) => Kind::Counter,
+                    Table::MetricsSum => Kind::Gauge,
+                    _ => Kind::Distribution,
+                };
+                let unit = if unit.is_null(i) { "" } else { unit.value(i) };
+                out.push(MetricEntry {
+                    table,
+                    otlp_name: name.value(i).to_string(),
+                    base: names::metric_name(name.value(i), unit, kind),
+                    help: if help.is_null(i) {
+                        String::new()
+                    } else {
+                        help.value(i).to_string()
+                    },
+                    unit: unit.to_string(),
+                });
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn time_filter(min_ms: i64, max_ms: i64) -> Expr {
+    col("time")
+        .gt_eq(ts_lit(min_ms.saturating_mul(1_000_000)))
+        .and(col("time").lt_eq(ts_lit(max_ms.saturating_mul(1_000_000))))
+}
+
+/// Whether every matcher on `name` accepts `value`.
+fn accepts(matchers: &[Matcher], name: &str, value: &str) -> bool {
+    matchers
+        .iter()
+        .filter(|m| m.name == name)
+        .all(|m| m.is_match(value))
+}
+
+/// Whether `labels` satisfy a selector (its `or` alternatives included).
+pub fn matches(sel: &Matchers, labels: &Labels) -> bool {
+    let all = |ms: &[Matcher]| ms.iter().all(|m| m.is_match(labels.get(&m.name)));
+    if sel.or_matchers.is_empty() {
+        all(&sel.matchers)
+    } else {
+        sel.or_matchers.iter().any(|ms| all(ms))
+    }
+}
+
+/// The name matchers of a selector, one list per `or` alternative.
+fn name_alternatives(sel: &Matchers) -> Vec<Vec<Matcher>> {
+    let lists: Vec<&Vec<Matcher>> = if sel.or_matchers.is_empty() {
+        vec![&sel.matchers]
+    } else {
+        sel.or_matchers.iter().collect()
+    };
+    lists
+        .into_iter()
+        .map(|l| l.iter().filter(|m| m.name == NAME).cloned().collect())
+        .collect()
+}
+
+/// Loads every series matching `sel` with its samples in `[min_ms, max_ms]`.
+pub async fn select(
+    engine: &QueryEngine,
+    sel: &Matchers,
+    min_ms: i64,
+    max_ms: i64,
+) -> Result<Vec<Series>, QueryError> {
+    load(engine, sel, min_ms, max_ms, true).await
+}
+
+/// The label sets of the series matching `sel` in `[min_ms, max_ms]`.
+pub async fn series_labels(
+    engine: &QueryEngine,
+    sel: &Matchers,
+    min_ms: i64,
+    max_ms: i64,
+) -> Result<Vec<Labels>, QueryError> {
+    let series = load(engine, sel, min_ms, max_ms, false).await?;
+    Ok(series
+        .into_iter()
+        .map(|s| Arc::unwrap_or_clone(s.labels))
+        .collect())
+}
+
+async fn load(
+    engine: &QueryEngine,
+    sel: &Matchers,
+    min_ms: i64,
+    max_ms: i64,
+    keep_points: bool,
+) -> Result<Vec<Series>, QueryError> {
+    let entries = catalog(engine, min_ms, max_ms).await?;
+    let alternatives = name_alternatives(sel);
+    let wanted: Vec<&MetricEntry> = entries
+        .iter()
+        .filter(|e| {
+            e.names()
+                .iter()
+                .any(|n| alternatives.iter().any(|alt| accepts(alt, NAME, n)))
+        })
+        .collect();
+    let mut by_table: BTreeMap<Table, Vec<&MetricEntry>> = BTreeMap::new();
+    for e in wanted {
+        by_table.entry(e.table).or_default().push(e);
+    }
+    let mut builder =
+        SeriesBuilder::new(sel, engine.config().max_series, engine.config().max_samples);
+    builder.keep_points = keep_points;
+    for (table, metrics) in by_table {
+        let names: Vec<Expr> = metrics.iter().map(|m| lit(m.otlp_name.clone())).collect();
+        let mut filter = time_filter(min_ms, max_ms).and(col("metric_name").in_list(names, false));
+        for m in pushable(sel) {
+            filter = filter.and(m);
+        }
+        let df = engine.context().table(table.name()).await?.filter(filter)?;
+        let df = df.select(table_columns(table))?;
+        let mut stream = engine
+            .with_timeout(async { Ok(df.execute_stream().await?) })
+            .await?;
+        use futures::TryStreamExt;
+        while let Some(batch) = engine
+            .with_timeout(async { Ok(stream.try_next().await?) })
+            .await?
+        {
+            builder.add_batch(table, &metrics, &batch)?;
+        }
+    }
+    Ok(builder.finish())
+}
+
+/// Label matchers that can become scan predicates.
+fn pushable(sel: &Matchers) -> Vec<Expr> {
+    if !sel.or_matchers.is_empty() {
+        return Vec::new();
+    }
+    sel.matchers
+        .iter()
+        .filter(|m| matches!(m.op, MatchOp::Equal) && !m.value.is_empty())
+        .filter_map(|m| match m.name.as_str() {
+            // A job with a slash may be namespace/name: not pushed.
+            "job" if !m.value.contains('/') => Some(col("service_name").eq(lit(m.value.clone()))),
+            "instance" => Some(col("service_instance_id").eq(lit(m.value.clone()))),
+            _ => None,
+        })
+        .collect()
+}
+
+fn table_columns(table: Table) -> Vec<Expr> {
+    let mut c: Vec<&str> = vec![
+        "time",
+        "metric_name",
+        "service_name",
+        "service_namespace",
+        "service_instance_id",
+        "attributes",
+        "scope_name",
+        "scope_version",
+    ];
+    c.extend_from_slice(match table {
+        Table::MetricsGauge => &["value_double", "value_int"][..],
+        Table::MetricsSum => &["value_double", "value_int", "aggregation_temporality"],
+        Table::MetricsHistogram => &[
+            "count",
+            "sum",
+            "bucket_counts",
+            "explicit_bounds",
+            "aggregation_temporality",
+        ],
+        Table::MetricsExponentialHistogram => &[
+            "count",
+            "sum",
+            "scale",
+            "zero_count",
+            "zero_threshold",
+            "positive_offset",
+            "positive_bucket_counts",
+            "negative_bucket_counts",
+            "aggregation_temporality",
+        ],
+        _ => &["count", "sum", "quantile_values"],
+    });
+    c.into_iter().map(col).collect()
+}
+
+const DELTA: i32 = 1;
+
+struct Slot {
+    /// Index in `series`, or `None` when the selector rejects the series.
+    index: Option<usize>,
+}
+
+/// Turns rows into series.
+struct SeriesBuilder<'a> {
+    sel: &'a Matchers,
+    slots: HashMap<String, Slot>,
+    series: Vec<Series>,
+    delta: Vec<bool>,
+    max_series: usize,
+    max_samples: usize,
+    samples: usize,
+    key: String,
+    keep_points: bool,
+}
+
+fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
+    (!a.is_null(i)).then(|| a.value(i))
+}
+
+impl<'a> SeriesBuilder<'a> {
+    fn new(sel: &'a Matchers, max_series: usize, max_samples: usize) -> Self {
+        SeriesBuilder {
+            sel,
+            slots: HashMap::new(),
+            series: Vec::new(),
+            delta: Vec::new(),
+            max_series,
+            max_samples,
+            samples: 0,
+            key: String::new(),
+            keep_points: true,
+        }
+    }
+
+    fn add_batch(
+        &mut self,
+        table: Table,
+        metrics: &[&MetricEntry],
+        b: &RecordBatch,
+    ) -> Result<(), QueryError> {
+        let base: HashMap<&str, &str> = metrics
+            .iter()
+            .map(|m| (m.otlp_name.as_str(), m.base.as_str()))
+            .collect();
+        let rows = Rows::new(b);
+        for i in 0..b.num_rows() {
+            let Some(base) = base.get(rows.metric.value(i)) else {
+                continue;
+            };
+            let t = rows.time.value(i).div_euclid(1_000_000);
+            let ctx = RowCtx {
+                rows: &rows,
+                i,
+                base,
+                t,
+            };
+            match table {
+                Table::MetricsGauge | Table::MetricsSum => {
+                    let v = rows.number(i);
+                    let delta = table == Table::MetricsSum && rows.temporality(i) == DELTA;
+                    self.push(&ctx, base, None, v, delta)?;
+                }
+                Table::MetricsHistogram => self.histogram(&ctx)?,
+                Table::MetricsExponentialHistogram => self.exponential(&ctx)?,
+                _ => self.summary(&ctx)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn push(
+        &mut self,
+        ctx: &RowCtx<'_>,
+        name: &str,
+        extra: Option<(&str, String)>,
+        v: f64,
+        delta: bool,
+    ) -> Result<(), QueryError> {
+        self.key.clear();
+        ctx.key(&mut self.key, name);
+        if let Some((k, val)) = &extra {
+            self.key.push('\u{1}');
+            self.key.push_str(k);
+            self.key.push('=');
+            self.key.push_str(val);
+        }
+        let slot = match self.slots.get(&self.key) {
+            Some(s) => s.index,
+            None => {
+                let labels = ctx.labels(name, extra);
+                let index = if matches(self.sel, &labels) {
+                    if self.series.len() >= self.max_series {
+                        return Err(QueryError::TooLarge(format!(
+                            "the query selects more than {} series; narrow the selector",
+                            self.max_series
+                        )));
+                    }
+                    self.series.push(Series {
+                        labels: Arc::new(labels),
+                        points: Vec::new(),
+                    });
+                    self.delta.push(delta);
+                    Some(self.series.len() - 1)
+                } else {
+                    None
+                };
+                self.slots.insert(self.key.clone(), Slot { index });
+                index
+            }
+        };
+        if let Some(ix) = slot.filter(|_| self.keep_points) {
+            self.samples += 1;
+            if self.samples > self.max_samples {
+                return Err(QueryError::TooLarge(format!(
+                    "the query loads more than {} samples; narrow the time range or the selector",
+                    self.max_samples
+                )));
+            }
+            self.series[ix].points.push((ctx.t, v));
+        }
+        Ok(())
+    }
+
+    fn histogram(&mut self, ctx: &RowCtx<'_>) -> Result<(), QueryError> {
+        let r = ctx.rows;
+        let i = ctx.i;
+        let delta = r.temporality(i) == DELTA;
+        let counts = r.col("bucket_counts").as_list::<i32>().value(i);
+        let counts = counts.as_primitive::<UInt64Type>();
+        let bounds = r.col("explicit_bounds").as_list::<i32>().value(i);
+        let bounds = bounds.as_primitive::<Float64Type>();
+        let bucket = format!("{}_bucket", ctx.base);
+        let mut cum = 0u64;
+        for k in 0..counts.len() {
+            cum += counts.value(k);
+            let le = if k < bounds.len() {
+                super::value::format_value(bounds.value(k))
+            } else {
+                "+Inf".to_string()
+            };
+            self.push(ctx, &bucket, Some(("le", le)), cum as f64, delta)?;
+        }
+        self.sum_count(ctx, delta)
+    }
+
+    fn exponential(&mut self, ctx: &RowCtx<'_>) -> Result<(), QueryError> {
+        let r = ctx.rows;
+        let i = ctx.i;
+        let delta = r.temporality(i) == DELTA;
+        let scale = r.col("scale").as_primitive::<Int32Type>().value(i);
+        let offset = r
+            .col("positive_offset")
+            .as_primitive::<Int32Type>()
+            .value(i);
+        let zero = r.col("zero_count").as_primitive::<UInt64Type>().value(i);
+        let threshold = r
+            .col("zero_threshold")
+            .as_primitive::<Float64Type>()
+            .value(i);
+        let pos = r.col("positive_bucket_counts").as_list::<i32>().value(i);
+        let pos = pos.as_primitive::<UInt64Type>();
+        let neg = r.col("negative_bucket_counts").as_list::<i32>().value(i);
+        let neg: u64 = neg.as_primitive::<UInt64Type>().values().iter().sum();
+        let base = 2f64.powf(2f64.powi(-scale));
+        let bucket = format!("{}_bucket", ctx.base);
+        // Negative observations and the zero bucket are below the first
+        // positive bucket; they form one bucket at the zero threshold.
+        let mut cum = neg + zero;
+        self.push(
+            ctx,
+            &bucket,
+            Some(("le", super::value::format_value(threshold))),
+            cum as f64,
+            delta,
+        )?;
+        for k in 0..pos.len() {
+            cum += pos.value(k);
+            let upper = base.powi(offset + k as i32 + 1);
+            self.push(
+                ctx,
+                &bucket,
+                Some(("le", super::value::format_value(upper))),
+                cum as f64,
+                delta,
+            )?;
+        }
+        self.push(ctx, &bucket, Some(("le", "+Inf".into())), cum as f64, delta)?;
+        self.sum_count(ctx, delta)
+    }
+
+    fn summary(&mut self, ctx: &RowCtx<'_>) -> Result<(), QueryError> {
+        let q = ctx
+            .rows
+            .col("quantile_values")
+            .as_list::<i32>()
+            .value(ctx.i);
+        let q = q.as_struct();
+        let quantiles = q.column(0).as_primitive::<Float64Type>();
+        let values = q.column(1).as_primitive::<Float64Type>();
+        for k in 0..q.len() {
+            let label = super::value::format_value(quantiles.value(k));
+            self.push(
+                ctx,
+                ctx.base,
+                Some(("quantile", label)),
+                values.value(k),
+                false,
+            )?;
+        }
+        self.sum_count(ctx, false)
+    }
+
+    fn sum_count(&mut self, ctx: &RowCtx<'_>, delta: bool) -> Result<(), QueryError> {
+        let r = ctx.rows;
+        let sum = r.col("sum").as_primitive::<Float64Type>();
+        if sum.is_valid(ctx.i) {
+            self.push(
+                ctx,
+                &format!("{}_sum", ctx.base),
+                None,
+                sum.value(ctx.i),
+                delta,
+            )?;
+        }
+        let count = r.col("count").as_primitive::<UInt64Type>().value(ctx.i);
+        self.push(
+            ctx,
+            &format!("{}_count", ctx.base),
+            None,
+            count as f64,
+            delta,
+        )
+    }
+
+    fn finish(mut self) -> Vec<Series> {
+        for (s, delta) in self.series.iter_mut().zip(&self.delta) {
+            s.points.sort_by_key(|p| p.0);
+            // Several rows at one time (duplicates): the last one wins.
+            s.points.dedup_by(|later, earlier| {
+                if later.0 == earlier.0 {
+                    *earlier = *later;
+                    true
+                } else {
+                    false
+                }
+            });
+            if *delta {
+                let mut total = 0.0;
+                for p in &mut s.points {
+                    total += p.1;
+                    p.1 = total;
+                }
+            }
+        }
+        self.series
+    }
+}
+
+/// Typed access to the columns of one batch.
+struct Rows<'a> {
+    b: &'a RecordBatch,
+    time: &'a arrow::array::PrimitiveArray<TimestampNanosecondType>,
+    metric: &'a StringArray,
+    service: &'a StringArray,
+    namespace: &'a StringArray,
+    instance: &'a StringArray,
+    attributes: &'a MapArray,
+    scope_name: &'a StringArray,
+    scope_version: &'a StringArray,
+}
+
+impl<'a> Rows<'a> {
+    fn new(b: &'a RecordBatch) -> Self {
+        let s = |n: &str| {
+            b.column_by_name(n)
+                .expect("selected column")
+                .as_string::<i32>()
+        };
+        Rows {
+            b,
+            time: b.column(0).as_primitive::<TimestampNanosecondType>(),
+            metric: s("metric_name"),
+            service: s("service_name"),
+            namespace: s("service_namespace"),
+            instance: s("service_instance_id"),
+            attributes: b
+                .column_by_name("attributes")
+                .expect("selected column")
+                .as_map(),
+            scope_name: s("scope_name"),
+            scope_version: s("scope_version"),
+        }
+    }
+
+    fn col(&self, name: &str) -> &'a arrow::array::ArrayRef {
+        self.b.column_by_name(name).expect("selected column")
+    }
+
+    fn number(&self, i: usize) -> f64 {
+        let d = self.col("value_double").as_primitive::<Float64Type>();
+        if d.is_valid(i) {
+            return d.value(i);
+        }
+        let n = self.col("value_int").as_primitive::<Int64Type>();
+        if n.is_valid(i) {
+            n.value(i) as f64
+        } else {
+            f64::NAN
+        }
+    }
+
+    fn temporality(&self, i: usize) -> i32 {
+        self.col("aggregation_temporality")
+            .as_primitive::<Int32Type>()
+            .value(i)
+    }
+}
+
+/// One row being turned into samples.
+struct RowCtx<'a> {
+    rows: &'a Rows<'a>,
+    i: usize,
+    base: &'a str,
+    t: i64,
+}
+
+impl RowCtx<'_> {
+    fn attrs(&self) -> (usize, usize) {
+        let o = self.rows.attributes.value_offsets();
+        (o[self.i] as usize, o[self.i + 1] as usize)
+    }
+
+    /// A string identifying the row's series (before `le`/`quantile`).
+    fn key(&self, out: &mut String, name: &str) {
+        let r = self.rows;
+        out.push_str(name);
+        for a in [
+            r.service,
+            r.namespace,
+            r.instance,
+            r.scope_name,
+            r.scope_version,
+        ] {
+            out.push('\u{1}');
+            out.push_str(opt_str(a, self.i).unwrap_or(""));
+        }
+        let (from, to) = self.attrs();
+        let keys = r.attributes.keys().as_string::<i32>();
+        let values = r.attributes.values().as_string::<i32>();
+        for k in from..to {
+            out.push('\u{2}');
+            out.push_str(keys.value(k));
+            out.push('=');
+            out.push_str(opt_str(values, k).unwrap_or(""));
+        }
+    }
+
+    fn labels(&self, name: &str, extra: Option<(&str, String)>) -> Labels {
+        let r = self.rows;
+        let i = self.i;
+        let (from, to) = self.attrs();
+        let keys = r.attributes.keys().as_string::<i32>();
+        let values = r.attributes.values().as_string::<i32>();
+        // Keys that sanitize to the same label are joined with ";" in key order.
+        let mut attrs: BTreeMap<String, Vec<(&str, &str)>> = BTreeMap::new();
+        for k in from..to {
+            let key = keys.value(k);
+            attrs
+                .entry(names::sanitize_label(key))
+                .or_default()
+                .push((key, opt_str(values, k).unwrap_or("")));
+        }
+        let mut pairs: Vec<(String, String)> = attrs
+            .into_iter()
+            .map(|(label, mut vs)| {
+                vs.sort();
+                (label, vs.iter().map(|v| v.1).collect::<Vec<_>>().join(";"))
+            })
+            .collect();
+        if let Some(scope) = opt_str(r.scope_name, i) {
+            pairs.push(("otel_scope_name".into(), scope.into()));
+        }
+        if let Some(v) = opt_str(r.scope_version, i) {
+            pairs.push(("otel_scope_version".into(), v.into()));
+        }
+        if let Some(job) = names::job(opt_str(r.namespace, i), opt_str(r.service, i)) {
+            pairs.push(("job".into(), job));
+        }
+        if let Some(inst) = opt_str(r.instance, i) {
+            pairs.push(("instance".into(), inst.into()));
+        }
+        if let Some((k, v)) = extra {
+            pairs.push((k.into(), v));
+        }
+        pairs.push((NAME.into(), name.into()));
+        Labels::new(pairs)
+    }
+}
