@@ -31,6 +31,23 @@ if [[ $purpose == run ]]; then
   exit 0
 fi
 
+# Oracles and real clients the tests use: Debian's Prometheus (PromQL
+# oracle, remote-write receiver) and psql (PostgreSQL wire protocol).
+need_test_apt=()
+command -v prometheus >/dev/null || need_test_apt+=(prometheus)
+command -v psql >/dev/null || need_test_apt+=(postgresql-client)
+if ((${#need_test_apt[@]})); then
+  log "installing Debian test packages: ${need_test_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # The prometheus package would start a system service; the tests start
+  # their own instances, so no service is wanted (policy-rc.d may refuse it).
+  apt-get install -y -qq --no-install-recommends "${need_test_apt[@]}" >/dev/null
+  if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+    systemctl stop prometheus || true
+  fi
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest from crates.io"
   cargo install cargo-nextest --locked
