@@ -35,6 +35,28 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Query limits (SQL, PromQL).
     pub query: QueryConfig,
+    /// PostgreSQL wire protocol.
+    pub postgres: PostgresConfig,
+}
+
+/// PostgreSQL wire protocol settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Listen address (loopback by default: the protocol has no
+    /// authentication here; put a proxy in front to expose it).
+    pub addr: SocketAddr,
+    /// Whether to serve it at all.
+    pub enabled: bool,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            addr: ([127, 0, 0, 1], 5433).into(),
+            enabled: true,
+        }
+    }
 }
 
 /// HTTP API settings.
@@ -65,6 +87,7 @@ impl Default for Config {
             wal: c.wal,
             storage: c.storage,
             query: QueryConfig::default(),
+            postgres: PostgresConfig::default(),
         }
     }
 }
@@ -167,6 +190,12 @@ pub struct RunArgs {
     /// Samples a PromQL query may load [default: 50000000].
     #[arg(long, env = "SIGHTLINE_QUERY_MAX_SAMPLES")]
     pub query_max_samples: Option<usize>,
+    /// PostgreSQL wire protocol listen address [default: 127.0.0.1:5433].
+    #[arg(long, env = "SIGHTLINE_POSTGRES_ADDR")]
+    pub postgres_addr: Option<SocketAddr>,
+    /// Serve the PostgreSQL wire protocol [default: true].
+    #[arg(long, env = "SIGHTLINE_POSTGRES_ENABLED")]
+    pub postgres_enabled: Option<bool>,
     /// PromQL lookback delta [default: 5m].
     #[arg(long, env = "SIGHTLINE_QUERY_LOOKBACK_DELTA", value_parser = parse_duration)]
     pub query_lookback_delta: Option<Duration>,
@@ -223,6 +252,8 @@ impl RunArgs {
         set(&mut q.max_series, self.query_max_series);
         set(&mut q.max_samples, self.query_max_samples);
         set(&mut q.lookback_delta, self.query_lookback_delta);
+        set(&mut c.postgres.addr, self.postgres_addr);
+        set(&mut c.postgres.enabled, self.postgres_enabled);
         Ok(c)
     }
 }

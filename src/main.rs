@@ -3,6 +3,7 @@
 
 mod bench;
 mod config;
+mod query_cli;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Run the collector: OTLP receivers, WAL, Parquet storage and the HTTP API.
     Run(Box<config::RunArgs>),
+    /// Run SQL on a running server and print the rows.
+    Query(query_cli::QueryArgs),
     /// Generate realistic OTLP traces and send them over gRPC as fast as possible.
     Bench(bench::BenchArgs),
 }
@@ -60,5 +63,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             rt.block_on(run::run(config))
         }
         Command::Bench(args) => rt.block_on(bench::run(args)),
+        Command::Query(args) => rt.block_on(query_cli::run(args)),
     }
 }

@@ -38,6 +38,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let api = bind(config.http.addr, "the HTTP API").await?;
     let otlp_grpc = bind(config.otlp.grpc_addr, "OTLP/gRPC").await?;
     let otlp_http = bind(config.otlp.http_addr, "OTLP/HTTP").await?;
+    let postgres = match config.postgres.enabled {
+        true => Some(bind(config.postgres.addr, "the PostgreSQL wire protocol").await?),
+        false => None,
+    };
     let (ingest, pending) = Ingest::open(config.collector(), metrics)
         .await
         .context("cannot open the data directory")?;
@@ -77,6 +81,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .into_future(),
     );
 
+    let pg_task = match postgres {
+        Some(listener) => {
+            let handlers = std::sync::Arc::new(
+                query::pgwire::Handlers::new(&engine)
+                    .context("cannot start the PostgreSQL protocol")?,
+            );
+            tracing::info!(addr = %listener.local_addr()?, "PostgreSQL wire protocol listening");
+            Some(tokio::spawn(query::pgwire::serve(
+                listener,
+                handlers,
+                until(stop_rx.clone()),
+            )))
+        }
+        None => None,
+    };
+
     termination().await;
     tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: refusing new requests and flushing");
     ingest.set_draining();
@@ -84,6 +104,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let drain = async {
         let _ = grpc_task.await;
         let _ = http_task.await;
+        if let Some(t) = pg_task {
+            let _ = t.await;
+        }
         let _ = background.await;
         ingest.shutdown().await;
         let _ = api_task.await;

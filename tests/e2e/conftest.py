@@ -43,12 +43,14 @@ class Server:
 
     def start(self):
         self.http_port, self.grpc_port, self.otlp_http_port = free_port(), free_port(), free_port()
+        self.pg_port = free_port()
         args = [
             BIN, "run",
             "--data-dir", str(self.data_dir),
             "--http-addr", f"127.0.0.1:{self.http_port}",
             "--otlp-grpc-addr", f"127.0.0.1:{self.grpc_port}",
             "--otlp-http-addr", f"127.0.0.1:{self.otlp_http_port}",
+            "--postgres-addr", f"127.0.0.1:{self.pg_port}",
             *self.extra_args,
         ]
         log = open(self.log_path, "ab")
