@@ -29,6 +29,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 
+use crate::hold::HoldFiles;
 use crate::text;
 
 /// The URL the store is registered under in DataFusion's runtime.
@@ -200,7 +201,8 @@ impl TableProvider for StoreTable {
             .collect();
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !files.is_empty() {
-            inputs.push(self.parquet_exec(state, &files, projection, filters)?);
+            let scan = self.parquet_exec(state, &files, projection, filters)?;
+            inputs.push(Arc::new(HoldFiles::new(scan, files)));
         }
         if !batches.is_empty() || inputs.is_empty() {
             let mem =

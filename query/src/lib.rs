@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod hex_ids;
+pub mod hold;
 pub mod pgwire;
 pub mod prometheus;
 pub mod promql;

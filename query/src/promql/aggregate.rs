@@ -45,7 +45,7 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryErr
     let mut modifier = a.modifier.clone();
     if op == token::T_TOPK || op == token::T_BOTTOMK {
         let f = param_scalar(ev, a, t)?;
-        if !(f.abs() < 9.2e18) {
+        if f.is_nan() || f.abs() >= 9.2e18 {
             return Err(QueryError::Eval(format!(
                 "Scalar value {f} overflows int64"
             )));
@@ -119,16 +119,8 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryErr
                 }
                 g.mean += v / g.count - g.mean / g.count;
             }
-            token::T_MAX => {
-                if g.value < v || g.value.is_nan() {
-                    g.value = v;
-                }
-            }
-            token::T_MIN => {
-                if g.value > v || g.value.is_nan() {
-                    g.value = v;
-                }
-            }
+            token::T_MAX if g.value < v || g.value.is_nan() => g.value = v,
+            token::T_MIN if g.value > v || g.value.is_nan() => g.value = v,
             token::T_STDDEV | token::T_STDVAR => {
                 let d = v - g.mean;
                 g.mean += d / g.count;
@@ -169,7 +161,7 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryErr
 fn top(mut members: Vec<Sample>, k: usize, largest: bool) -> Vec<Sample> {
     members.sort_by(|a, b| {
         let (x, y) = (a.value, b.value);
-        let ord = match (x.is_nan(), y.is_nan()) {
+        match (x.is_nan(), y.is_nan()) {
             (true, true) => std::cmp::Ordering::Equal,
             (true, false) => std::cmp::Ordering::Greater,
             (false, true) => std::cmp::Ordering::Less,
@@ -177,8 +169,7 @@ fn top(mut members: Vec<Sample>, k: usize, largest: bool) -> Vec<Sample> {
                 let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
                 if largest { o.reverse() } else { o }
             }
-        };
-        ord
+        }
     });
     members.truncate(k);
     members

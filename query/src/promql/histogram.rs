@@ -10,11 +10,14 @@ use super::eval::Evaluator;
 use super::value::{Labels, NAME, Sample, Value};
 use crate::error::QueryError;
 
+/// Output labels and `(upper bound, count)` buckets of one histogram.
+type Buckets = (Arc<Labels>, Vec<(f64, f64)>);
+
 /// Evaluates `histogram_quantile(φ, buckets)` at `t`.
 pub fn quantile(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
     let q = ev.scalar(&c.args.args[0], t)?;
     let v = ev.vector(&c.args.args[1], t)?;
-    let mut groups: HashMap<Labels, (Arc<Labels>, Vec<(f64, f64)>)> = HashMap::new();
+    let mut groups: HashMap<Labels, Buckets> = HashMap::new();
     let mut order = Vec::new();
     for s in &v {
         let Ok(upper) = s.labels.get("le").parse::<f64>() else {
