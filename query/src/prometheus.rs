@@ -74,6 +74,20 @@ impl Params {
             .collect()
     }
 
+    fn required(&self, name: &str) -> Result<&str, QueryError> {
+        self.get(name)
+            .ok_or_else(|| QueryError::BadQuery(format!("invalid parameter \"{name}\": missing")))
+    }
+
+    fn required_time(&self, name: &str) -> Result<i64, QueryError> {
+        let v = self.required(name)?;
+        parse_time(v).ok_or_else(|| {
+            QueryError::BadQuery(format!(
+                "invalid parameter \"{name}\": cannot parse {v:?} to a valid timestamp"
+            ))
+        })
+    }
+
     fn time(&self, name: &str, default: i64) -> Result<i64, QueryError> {
         match self.get(name) {
             None | Some("") => Ok(default),
@@ -84,6 +98,16 @@ impl Params {
             }),
         }
     }
+}
+
+/// The `query` parameter, for the log line of a failed query.
+fn query_text(params: &Result<Params, QueryError>) -> String {
+    params
+        .as_ref()
+        .ok()
+        .and_then(|p| p.get("query"))
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Parses a Prometheus API time: Unix seconds (fractions allowed) or RFC 3339.
@@ -213,17 +237,10 @@ async fn query(
 ) -> Response {
     let started = Instant::now();
     let params = Params::from(&method, raw, &body);
-    let text = params
-        .as_ref()
-        .ok()
-        .and_then(|p| p.get("query"))
-        .unwrap_or("")
-        .to_string();
+    let text = query_text(&params);
     let r = async {
         let p = params?;
-        let q = p
-            .get("query")
-            .ok_or_else(|| QueryError::BadQuery("invalid parameter \"query\": missing".into()))?;
+        let q = p.required("query")?;
         let t = p.time("time", now_ms())?;
         let v = promql::instant(&engine, q, t).await?;
         Ok(value_json(&v, t))
@@ -240,18 +257,13 @@ async fn query_range(
 ) -> Response {
     let started = Instant::now();
     let params = Params::from(&method, raw, &body);
-    let text = params
-        .as_ref()
-        .ok()
-        .and_then(|p| p.get("query"))
-        .unwrap_or("")
-        .to_string();
+    let text = query_text(&params);
     let r = async {
         let p = params?;
-        let q = p.get("query").ok_or_else(|| QueryError::BadQuery("invalid parameter \"query\": missing".into()))?;
+        let q = p.required("query")?;
         let bad = |m: &str| QueryError::BadQuery(m.to_string());
-        let start = p.time("start", i64::MIN).and_then(|s| if s == i64::MIN { Err(bad("invalid parameter \"start\": missing")) } else { Ok(s) })?;
-        let end = p.time("end", i64::MIN).and_then(|s| if s == i64::MIN { Err(bad("invalid parameter \"end\": missing")) } else { Ok(s) })?;
+        let start = p.required_time("start")?;
+        let end = p.required_time("end")?;
         if end < start {
             return Err(bad("invalid parameter \"end\": end timestamp must not be before start time"));
         }

@@ -69,6 +69,15 @@ pub fn selector_key(vs: &VectorSelector) -> String {
     format!("{:?}", selector_matchers(vs))
 }
 
+/// A subquery's step (ms): its own, or the default evaluation interval.
+pub fn subquery_step(sq: &promql_parser::parser::SubqueryExpr, default: i64) -> i64 {
+    sq.step
+        .as_ref()
+        .map(ms)
+        .filter(|s| *s > 0)
+        .unwrap_or(default)
+}
+
 /// Index of the first point with time >= `t`.
 pub fn first_at_or_after(points: &[(i64, f64)], t: i64) -> usize {
     points.partition_point(|p| p.0 < t)
@@ -218,12 +227,7 @@ impl Evaluator {
         sq: &promql_parser::parser::SubqueryExpr,
         t: i64,
     ) -> Result<Vec<Series>, QueryError> {
-        let step = sq
-            .step
-            .as_ref()
-            .map(ms)
-            .filter(|s| *s > 0)
-            .unwrap_or(self.default_step);
+        let step = subquery_step(sq, self.default_step);
         let end = self.shifted(t, &sq.at, &sq.offset);
         let from = end - ms(&sq.range);
         let mut ts = from.div_euclid(step) * step;

@@ -74,12 +74,7 @@ impl Needs {
             }
             Expr::Subquery(sq) => {
                 let (a, b) = self.shift(from, to, &sq.at, &sq.offset);
-                let step = sq
-                    .step
-                    .as_ref()
-                    .map(ms)
-                    .filter(|s| *s > 0)
-                    .unwrap_or(self.default_step);
+                let step = eval::subquery_step(sq, self.default_step);
                 self.walk(&sq.expr, a - ms(&sq.range) - step, b);
             }
             Expr::Aggregate(a) => {
