@@ -184,3 +184,13 @@ def test_query_cli_prints_table_csv_and_json(make_server):
     assert "| cli" in out.stdout and "| 4" in out.stdout
     out = subprocess.run([*base, "SELECT nope"], capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "query failed (HTTP 400)" in out.stderr
+
+
+def test_query_timeout_cancels_sql_and_promql(make_server):
+    server = make_server("--query-timeout", "300ms")
+    r = sql(server, "SELECT count(*) FROM generate_series(1, 3000000000)")
+    assert r.status_code == 503 and r.json()["errorType"] == "timeout", r.text
+    r = requests.get(server.api("/api/v1/query"), params={"query": "sum_over_time(vector(1)[3d:1s])", "time": 1e9}, timeout=30)
+    assert r.status_code == 503 and r.json()["errorType"] == "timeout", r.text
+    assert server.metric("sightline_queries_total", outcome="timeout") == 2
+    assert rows(server, "SELECT 2 AS two") == [{"two": 2}]

@@ -26,6 +26,11 @@ pub struct Evaluator {
     pub data: HashMap<String, Arc<Vec<Series>>>,
     /// Series one step may hold.
     pub max_series: usize,
+    /// Evaluation gives up after this instant (the blocking task cannot be
+    /// cancelled from outside, so it checks).
+    pub deadline: std::time::Instant,
+    /// The timeout the deadline came from (for the error message).
+    pub timeout: Duration,
 }
 
 /// Milliseconds of a duration.
@@ -237,6 +242,7 @@ impl Evaluator {
         let mut by_labels: HashMap<Arc<Labels>, Vec<(i64, f64)>> = HashMap::new();
         let mut order: Vec<Arc<Labels>> = Vec::new();
         while ts <= end {
+            self.check_deadline()?;
             match self.eval(&sq.expr, ts)? {
                 Value::Scalar(v) => {
                     let l = Arc::new(Labels::default());
@@ -270,6 +276,14 @@ impl Evaluator {
                     .map(|points| Series { labels: l, points })
             })
             .collect())
+    }
+
+    /// Fails once the query's time is up.
+    pub fn check_deadline(&self) -> Result<(), QueryError> {
+        if std::time::Instant::now() > self.deadline {
+            return Err(QueryError::Timeout(self.timeout));
+        }
+        Ok(())
     }
 
     /// Checks a vector for two samples with the same labels.

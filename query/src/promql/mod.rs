@@ -147,6 +147,8 @@ async fn prepare(engine: &QueryEngine, expr: &Expr, r: Range) -> Result<Evaluato
         default_step,
         data,
         max_series: engine.config().max_series,
+        deadline: std::time::Instant::now() + engine.config().timeout,
+        timeout: engine.config().timeout,
     })
 }
 
@@ -193,6 +195,7 @@ pub async fn range(engine: &QueryEngine, query: &str, r: Range) -> Result<Vec<Se
         let mut out: HashMap<Arc<Labels>, Vec<(i64, f64)>> = HashMap::new();
         let mut t = r.start;
         while t <= r.end {
+            ev.check_deadline()?;
             match ev.eval(&expr, t)? {
                 Value::Scalar(v) => out
                     .entry(Arc::new(Labels::default()))
