@@ -77,6 +77,11 @@ def test_sdk_metrics_get_prometheus_names_and_quantiles(make_server):
     assert abs(q - true) / true < 0.05, (q, true)
     (q,) = instant(server, "histogram_quantile(0.5, http_server_duration_seconds_bucket)", t).values()
     assert 0.1 <= q <= 1.0
+    # target_info carries the other resource attributes.
+    ((labels, value),) = instant(server, "target_info", t).items()
+    d = dict(labels)
+    assert value == 1 and d["job"] == "eu/shop" and d["instance"] == "pod-1"
+    assert d["telemetry_sdk_language"] == "python" and "service_name" not in d
     # Metadata and label values use the same names.
     meta = requests.get(server.api("/api/v1/metadata"), timeout=10).json()["data"]
     assert meta["http_server_requests_total"][0]["type"] == "counter"

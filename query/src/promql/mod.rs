@@ -14,6 +14,7 @@ pub mod functions;
 pub mod histogram;
 pub mod names;
 pub mod select;
+pub mod target_info;
 pub mod value;
 
 use std::collections::HashMap;

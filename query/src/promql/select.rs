@@ -138,7 +138,8 @@ pub async fn catalog(
     Ok(out)
 }
 
-fn time_filter(min_ms: i64, max_ms: i64) -> Expr {
+/// `time` within `[min_ms, max_ms]`.
+pub fn time_filter(min_ms: i64, max_ms: i64) -> Expr {
     col("time")
         .gt_eq(ts_lit(min_ms.saturating_mul(1_000_000)))
         .and(col("time").lt_eq(ts_lit(max_ms.saturating_mul(1_000_000))))
@@ -216,6 +217,9 @@ async fn load(
                 .any(|n| alternatives.iter().any(|alt| accepts(alt, NAME, n)))
         })
         .collect();
+    let wants_target_info = alternatives
+        .iter()
+        .any(|alt| accepts(alt, NAME, super::target_info::TARGET_INFO));
     let mut by_table: BTreeMap<Table, Vec<&MetricEntry>> = BTreeMap::new();
     for e in wanted {
         by_table.entry(e.table).or_default().push(e);
@@ -242,7 +246,16 @@ async fn load(
             builder.add_batch(table, &metrics, &batch)?;
         }
     }
-    Ok(builder.finish())
+    let mut series = builder.finish();
+    if wants_target_info {
+        series.extend(super::target_info::select(engine, sel, min_ms, max_ms).await?);
+    }
+    if !keep_points {
+        for s in &mut series {
+            s.points.clear();
+        }
+    }
+    Ok(series)
 }
 
 /// Label matchers that can become scan predicates.
