@@ -424,10 +424,68 @@ async fn metadata(State(engine): State<QueryEngine>, RawQuery(raw): RawQuery) ->
     finish(&engine, "metadata", "", started, r)
 }
 
-async fn exemplars(State(engine): State<QueryEngine>) -> Response {
-    // Exemplars are stored with every data point but not served yet.
-    let _ = engine;
-    success("[]".into())
+async fn exemplars(
+    State(engine): State<QueryEngine>,
+    method: Method,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let params = Params::from(&method, raw, &body);
+    let text = query_text(&params);
+    let r = async {
+        let p = params?;
+        let expr = promql::parse(p.required("query")?)?;
+        let (start, end) = (p.time("start", 0)?, p.time("end", now_ms())?);
+        let mut selectors = Vec::new();
+        collect_selectors(&expr, &mut selectors);
+        let mut items = Vec::new();
+        let mut seen = BTreeSet::new();
+        for m in selectors {
+            for (labels, ex) in select::exemplars(&engine, &m, start, end).await? {
+                if !seen.insert(labels.clone()) {
+                    continue;
+                }
+                let list: Vec<String> = ex
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{{\"labels\":{},\"value\":\"{}\",\"timestamp\":{}}}",
+                            labels_json(&e.labels),
+                            format_value(e.value),
+                            json_time(e.time)
+                        )
+                    })
+                    .collect();
+                items.push(format!(
+                    "{{\"seriesLabels\":{},\"exemplars\":[{}]}}",
+                    labels_json(&labels),
+                    list.join(",")
+                ));
+            }
+        }
+        Ok(format!("[{}]", items.join(",")))
+    }
+    .await;
+    finish(&engine, "exemplars", &text, started, r)
+}
+
+/// Every vector selector in `e` (range selectors included).
+fn collect_selectors(e: &Expr, out: &mut Vec<Matchers>) {
+    match e {
+        Expr::VectorSelector(vs) => out.push(promql::eval::selector_matchers(vs)),
+        Expr::MatrixSelector(m) => out.push(promql::eval::selector_matchers(&m.vs)),
+        Expr::Aggregate(a) => collect_selectors(&a.expr, out),
+        Expr::Unary(u) => collect_selectors(&u.expr, out),
+        Expr::Binary(b) => {
+            collect_selectors(&b.lhs, out);
+            collect_selectors(&b.rhs, out);
+        }
+        Expr::Paren(p) => collect_selectors(&p.expr, out),
+        Expr::Subquery(s) => collect_selectors(&s.expr, out),
+        Expr::Call(c) => c.args.args.iter().for_each(|a| collect_selectors(a, out)),
+        _ => {}
+    }
 }
 
 async fn buildinfo() -> Response {

@@ -136,3 +136,42 @@ def test_summaries_have_quantile_series(make_server):
     assert list(instant(server, "rpc_duration_seconds_sum", t).values()) == [4.5]
     assert list(instant(server, "rpc_duration_seconds_count", t).values()) == [10.0]
     assert not math.isnan(list(instant(server, "rpc_duration_seconds_count / rpc_duration_seconds_sum", t).values())[0])
+
+
+def test_exemplars_link_series_to_traces(make_server):
+    server = make_server("--storage-flush-interval", "1s")
+    t = int(time.time()) - 60
+    trace_id, span_id = bytes(range(16)), bytes(range(8))
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    rm.resource.attributes.add(key="service.name", value=common_pb2.AnyValue(string_value="api"))
+    sm = rm.scope_metrics.add()
+    h = sm.metrics.add(name="req.latency", unit="s")
+    h.histogram.aggregation_temporality = 2
+    dp = h.histogram.data_points.add(time_unix_nano=t * S, count=3, sum=1.1, bucket_counts=[1, 2, 0],
+                                     explicit_bounds=[0.1, 0.5])
+    dp.exemplars.add(time_unix_nano=(t - 1) * S, as_double=0.3, trace_id=trace_id, span_id=span_id)
+    c = sm.metrics.add(name="orders")
+    c.sum.aggregation_temporality = 2
+    c.sum.is_monotonic = True
+    dp = c.sum.data_points.add(time_unix_nano=t * S, as_int=7)
+    dp.exemplars.add(time_unix_nano=t * S, as_int=1, trace_id=trace_id)
+    post(server, req)
+    q = {"query": "histogram_quantile(0.9, rate(req_latency_seconds_bucket[5m])) or orders_total",
+         "start": t - 300, "end": t + 300}
+    deadline = time.time() + 2
+    while True:
+        r = requests.get(server.api("/api/v1/query_exemplars"), params=q, timeout=10)
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        if len(data) == 2 or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    by_name = {d["seriesLabels"]["__name__"]: d for d in data}
+    bucket = by_name["req_latency_seconds_bucket"]
+    assert bucket["seriesLabels"]["le"] == "0.5" and bucket["seriesLabels"]["job"] == "api"
+    assert bucket["exemplars"] == [{"labels": {"span_id": span_id.hex(), "trace_id": trace_id.hex()},
+                                    "value": "0.3", "timestamp": t - 1}]
+    assert by_name["orders_total"]["exemplars"] == [{"labels": {"trace_id": trace_id.hex()}, "value": "1", "timestamp": t}]
+    r = requests.get(server.api("/api/v1/query_exemplars"), params={"query": "sum("}, timeout=10)
+    assert r.status_code == 400 and r.json()["errorType"] == "bad_data"

@@ -207,6 +207,31 @@ async fn load(
     max_ms: i64,
     keep_points: bool,
 ) -> Result<Vec<Series>, QueryError> {
+    let mut builder =
+        SeriesBuilder::new(sel, engine.config().max_series, engine.config().max_samples);
+    builder.keep_points = keep_points;
+    let wants_target_info = scan(engine, sel, min_ms, max_ms, &mut builder).await?;
+    let mut series = builder.finish();
+    if wants_target_info {
+        series.extend(super::target_info::select(engine, sel, min_ms, max_ms).await?);
+    }
+    if !keep_points {
+        for s in &mut series {
+            s.points.clear();
+        }
+    }
+    Ok(series)
+}
+
+/// Feeds the rows of every metric `sel` can match to `builder`; returns
+/// whether `sel` can also match `target_info`.
+async fn scan(
+    engine: &QueryEngine,
+    sel: &Matchers,
+    min_ms: i64,
+    max_ms: i64,
+    builder: &mut SeriesBuilder<'_>,
+) -> Result<bool, QueryError> {
     let entries = catalog(engine, min_ms, max_ms).await?;
     let alternatives = name_alternatives(sel);
     let wanted: Vec<&MetricEntry> = entries
@@ -224,17 +249,18 @@ async fn load(
     for e in wanted {
         by_table.entry(e.table).or_default().push(e);
     }
-    let mut builder =
-        SeriesBuilder::new(sel, engine.config().max_series, engine.config().max_samples);
-    builder.keep_points = keep_points;
     for (table, metrics) in by_table {
         let names: Vec<Expr> = metrics.iter().map(|m| lit(m.otlp_name.clone())).collect();
         let mut filter = time_filter(min_ms, max_ms).and(col("metric_name").in_list(names, false));
         for m in pushable(sel) {
             filter = filter.and(m);
         }
+        let mut columns = table_columns(table);
+        if builder.exemplars.is_some() {
+            columns.push(col("exemplars"));
+        }
         let df = engine.context().table(table.name()).await?.filter(filter)?;
-        let df = df.select(table_columns(table))?;
+        let df = df.select(columns)?;
         let mut stream = engine
             .with_timeout(async { Ok(df.execute_stream().await?) })
             .await?;
@@ -246,16 +272,47 @@ async fn load(
             builder.add_batch(table, &metrics, &batch)?;
         }
     }
-    let mut series = builder.finish();
-    if wants_target_info {
-        series.extend(super::target_info::select(engine, sel, min_ms, max_ms).await?);
-    }
-    if !keep_points {
-        for s in &mut series {
-            s.points.clear();
-        }
-    }
-    Ok(series)
+    Ok(wants_target_info)
+}
+
+/// One exemplar: a traced measurement attached to a series.
+#[derive(Debug, Clone)]
+pub struct Exemplar {
+    /// `trace_id` and `span_id` (hex) when present.
+    pub labels: Labels,
+    /// The measured value.
+    pub value: f64,
+    /// When it was measured (ms).
+    pub time: i64,
+}
+
+/// The exemplars of the series matching `sel` in `[min_ms, max_ms]`. They
+/// are attached to the series a point's value goes to: the series itself
+/// for gauges and sums, the `_bucket` series of the bucket holding the
+/// exemplar's value for histograms.
+pub async fn exemplars(
+    engine: &QueryEngine,
+    sel: &Matchers,
+    min_ms: i64,
+    max_ms: i64,
+) -> Result<Vec<(Arc<Labels>, Vec<Exemplar>)>, QueryError> {
+    let mut builder =
+        SeriesBuilder::new(sel, engine.config().max_series, engine.config().max_samples);
+    builder.exemplars = Some(Vec::new());
+    scan(engine, sel, min_ms, max_ms, &mut builder).await?;
+    let found = builder.exemplars.take().unwrap_or_default();
+    Ok(builder
+        .series
+        .into_iter()
+        .zip(found)
+        .filter(|(_, ex)| !ex.is_empty())
+        .map(|(s, mut ex)| {
+            ex.retain(|e| e.time >= min_ms && e.time <= max_ms);
+            ex.sort_by_key(|e| e.time);
+            (s.labels, ex)
+        })
+        .filter(|(_, ex)| !ex.is_empty())
+        .collect())
 }
 
 /// Label matchers that can become scan predicates.
@@ -330,6 +387,9 @@ struct SeriesBuilder<'a> {
     samples: usize,
     key: String,
     keep_points: bool,
+    /// Set to collect exemplars (per series, parallel to `series`) instead
+    /// of points.
+    exemplars: Option<Vec<Vec<Exemplar>>>,
 }
 
 fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
@@ -348,6 +408,7 @@ impl<'a> SeriesBuilder<'a> {
             samples: 0,
             key: String::new(),
             keep_points: true,
+            exemplars: None,
         }
     }
 
@@ -373,6 +434,10 @@ impl<'a> SeriesBuilder<'a> {
                 base,
                 t,
             };
+            if self.exemplars.is_some() {
+                self.row_exemplars(table, &ctx)?;
+                continue;
+            }
             match table {
                 Table::MetricsGauge | Table::MetricsSum => {
                     let v = rows.number(i);
@@ -395,38 +460,7 @@ impl<'a> SeriesBuilder<'a> {
         v: f64,
         delta: bool,
     ) -> Result<(), QueryError> {
-        self.key.clear();
-        ctx.key(&mut self.key, name);
-        if let Some((k, val)) = &extra {
-            self.key.push('\u{1}');
-            self.key.push_str(k);
-            self.key.push('=');
-            self.key.push_str(val);
-        }
-        let slot = match self.slots.get(&self.key) {
-            Some(s) => s.index,
-            None => {
-                let labels = ctx.labels(name, extra);
-                let index = if matches(self.sel, &labels) {
-                    if self.series.len() >= self.max_series {
-                        return Err(QueryError::TooLarge(format!(
-                            "the query selects more than {} series; narrow the selector",
-                            self.max_series
-                        )));
-                    }
-                    self.series.push(Series {
-                        labels: Arc::new(labels),
-                        points: Vec::new(),
-                    });
-                    self.delta.push(delta);
-                    Some(self.series.len() - 1)
-                } else {
-                    None
-                };
-                self.slots.insert(self.key.clone(), Slot { index });
-                index
-            }
-        };
+        let slot = self.slot(ctx, name, extra, delta)?;
         if let Some(ix) = slot.filter(|_| self.keep_points) {
             self.samples += 1;
             if self.samples > self.max_samples {
@@ -436,6 +470,108 @@ impl<'a> SeriesBuilder<'a> {
                 )));
             }
             self.series[ix].points.push((ctx.t, v));
+        }
+        Ok(())
+    }
+
+    /// The index of the row's series `name` (+ `extra` label), created on
+    /// first sight; `None` when the selector rejects it.
+    fn slot(
+        &mut self,
+        ctx: &RowCtx<'_>,
+        name: &str,
+        extra: Option<(&str, String)>,
+        delta: bool,
+    ) -> Result<Option<usize>, QueryError> {
+        self.key.clear();
+        ctx.key(&mut self.key, name);
+        if let Some((k, val)) = &extra {
+            self.key.push('\u{1}');
+            self.key.push_str(k);
+            self.key.push('=');
+            self.key.push_str(val);
+        }
+        if let Some(s) = self.slots.get(&self.key) {
+            return Ok(s.index);
+        }
+        let labels = ctx.labels(name, extra);
+        let index = if matches(self.sel, &labels) {
+            if self.series.len() >= self.max_series {
+                return Err(QueryError::TooLarge(format!(
+                    "the query selects more than {} series; narrow the selector",
+                    self.max_series
+                )));
+            }
+            self.series.push(Series {
+                labels: Arc::new(labels),
+                points: Vec::new(),
+            });
+            self.delta.push(delta);
+            if let Some(ex) = &mut self.exemplars {
+                ex.push(Vec::new());
+            }
+            Some(self.series.len() - 1)
+        } else {
+            None
+        };
+        self.slots.insert(self.key.clone(), Slot { index });
+        Ok(index)
+    }
+
+    /// Attaches the row's exemplars to the series their values belong to.
+    fn row_exemplars(&mut self, table: Table, ctx: &RowCtx<'_>) -> Result<(), QueryError> {
+        let list = ctx.rows.col("exemplars").as_list::<i32>().value(ctx.i);
+        let list = list.as_struct();
+        if list.is_empty() {
+            return Ok(());
+        }
+        let time = list.column(0).as_primitive::<TimestampNanosecondType>();
+        let double = list.column(1).as_primitive::<Float64Type>();
+        let int = list.column(2).as_primitive::<Int64Type>();
+        let trace = list.column(3).as_fixed_size_binary();
+        let span = list.column(4).as_fixed_size_binary();
+        for k in 0..list.len() {
+            let value = if double.is_valid(k) {
+                double.value(k)
+            } else if int.is_valid(k) {
+                int.value(k) as f64
+            } else {
+                continue;
+            };
+            let (name, extra) = match table {
+                Table::MetricsGauge | Table::MetricsSum => (ctx.base.to_string(), None),
+                Table::MetricsHistogram => (
+                    format!("{}_bucket", ctx.base),
+                    Some(("le", bucket_of(ctx, value))),
+                ),
+                Table::MetricsExponentialHistogram => (
+                    format!("{}_bucket", ctx.base),
+                    Some(("le", exponential_bucket_of(ctx, value))),
+                ),
+                _ => continue,
+            };
+            let Some(ix) = self.slot(ctx, &name, extra, false)? else {
+                continue;
+            };
+            let mut pairs = Vec::new();
+            if trace.is_valid(k) {
+                pairs.push(("trace_id".to_string(), hex(trace.value(k))));
+            }
+            if span.is_valid(k) {
+                pairs.push(("span_id".to_string(), hex(span.value(k))));
+            }
+            let t = if time.is_valid(k) {
+                time.value(k).div_euclid(1_000_000)
+            } else {
+                ctx.t
+            };
+            if let Some(ex) = &mut self.exemplars {
+                ex[ix].push(Exemplar {
+                    labels: Labels::new(pairs),
+                    value,
+                    time: t,
+                });
+            }
         }
         Ok(())
     }
@@ -573,6 +709,49 @@ impl<'a> SeriesBuilder<'a> {
         }
         self.series
     }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The `le` of the classic bucket holding `v` (as the bucket series name it).
+fn bucket_of(ctx: &RowCtx<'_>, v: f64) -> String {
+    let bounds = ctx
+        .rows
+        .col("explicit_bounds")
+        .as_list::<i32>()
+        .value(ctx.i);
+    let bounds = bounds.as_primitive::<Float64Type>();
+    bounds
+        .values()
+        .iter()
+        .find(|b| v <= **b)
+        .map_or_else(|| "+Inf".to_string(), |b| super::value::format_value(*b))
+}
+
+/// The `le` of the exponential bucket holding `v`, computed as the bucket
+/// series compute their bounds so the strings match.
+fn exponential_bucket_of(ctx: &RowCtx<'_>, v: f64) -> String {
+    let r = ctx.rows;
+    let scale = r.col("scale").as_primitive::<Int32Type>().value(ctx.i);
+    let threshold = r
+        .col("zero_threshold")
+        .as_primitive::<Float64Type>()
+        .value(ctx.i);
+    if v <= threshold {
+        return super::value::format_value(threshold);
+    }
+    let base = 2f64.powf(2f64.powi(-scale));
+    let mut index = (v.ln() / base.ln()).ceil() as i32 - 1;
+    // Guard against rounding at exact bucket bounds.
+    while base.powi(index + 1) < v {
+        index += 1;
+    }
+    while index > i32::MIN + 1 && base.powi(index) >= v {
+        index -= 1;
+    }
+    super::value::format_value(base.powi(index + 1))
 }
 
 /// Typed access to the columns of one batch.
