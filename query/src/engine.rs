@@ -153,6 +153,23 @@ impl QueryEngine {
         Ok((schema, batches))
     }
 
+    /// Runs `df`, handing each batch to `f`, the whole scan under the query
+    /// timeout.
+    pub async fn for_each_batch(
+        &self,
+        df: DataFrame,
+        mut f: impl FnMut(&RecordBatch) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        self.with_timeout(async {
+            let mut stream = df.execute_stream().await?;
+            while let Some(batch) = stream.try_next().await? {
+                f(&batch)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Runs `fut` under the query timeout.
     pub async fn with_timeout<T>(
         &self,

@@ -261,16 +261,9 @@ async fn scan(
         }
         let df = engine.context().table(table.name()).await?.filter(filter)?;
         let df = df.select(columns)?;
-        let mut stream = engine
-            .with_timeout(async { Ok(df.execute_stream().await?) })
+        engine
+            .for_each_batch(df, |batch| builder.add_batch(table, &metrics, batch))
             .await?;
-        use futures::TryStreamExt;
-        while let Some(batch) = engine
-            .with_timeout(async { Ok(stream.try_next().await?) })
-            .await?
-        {
-            builder.add_batch(table, &metrics, &batch)?;
-        }
     }
     Ok(wants_target_info)
 }

@@ -11,7 +11,6 @@ use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::TimestampNanosecondType;
 use collector::schema::PROMOTED_RESOURCE_KEYS;
 use datafusion::prelude::{Expr, col};
-use futures::TryStreamExt;
 use promql_parser::label::Matchers;
 
 use super::names;
@@ -53,15 +52,10 @@ pub async fn select(
             .await?
             .filter(time_filter(min_ms, max_ms))?
             .select(columns())?;
-        let mut stream = engine
-            .with_timeout(async { Ok(df.execute_stream().await?) })
+        let max = engine.config().max_series;
+        engine
+            .for_each_batch(df, |b| add_batch(b, sel, &mut series, &mut out, max))
             .await?;
-        while let Some(b) = engine
-            .with_timeout(async { Ok(stream.try_next().await?) })
-            .await?
-        {
-            add_batch(&b, sel, &mut series, &mut out, engine.config().max_series)?;
-        }
     }
     for s in &mut out {
         s.points.sort_by_key(|p| p.0);
