@@ -1,0 +1,128 @@
+"""PromQL range queries: Sightline against Prometheus on the same data.
+
+Writes `--series` counter series (and classic histograms for a tenth of
+them) at a 15 s interval over `--hours` to both over remote write, then
+times range queries (median of `--repeat` runs) at a 15 s step.
+
+    .venv/bin/python benches/promql_vs_prometheus.py --series 1000 --hours 2
+
+Needs Debian's `prometheus` (scripts/setup.sh) and a built `sightline`
+(release recommended: `cargo build --release`, `--bin target/release/sightline`).
+"""
+
+import argparse
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from conftest import Server, free_port  # noqa: E402
+from remote_write import write  # noqa: E402
+
+LES = ["0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"]
+QUERIES = [
+    "sum by (service) (rate(http_requests_total[5m]))",
+    "histogram_quantile(0.99, sum by (le) (rate(request_duration_seconds_bucket[5m])))",
+    "topk(5, rate(http_requests_total[5m]))",
+]
+
+
+def series_batches(n, hours, t0, slice_ms=300_000):
+    """Yields remote-write batches of increasing time."""
+    rng = random.Random(1)
+    values = [0.0] * n
+    hist = [[0.0] * len(LES) for _ in range(max(1, n // 10))]
+    end = t0 + hours * 3_600_000
+    t = t0
+    while t < end:
+        batch = []
+        steps = list(range(t, min(t + slice_ms, end), 15_000))
+        for i in range(n):
+            pts = []
+            for ts in steps:
+                values[i] += rng.randint(0, 10)
+                pts.append((ts, values[i]))
+            labels = {"__name__": "http_requests_total", "job": "bench", "instance": f"host-{i % 50}",
+                      "service": f"svc-{i % 20}", "route": f"/r/{i}"}
+            batch.append((labels, pts))
+        for h, counts in enumerate(hist):
+            per_le = {le: [] for le in LES}
+            for ts in steps:
+                x = rng.expovariate(4.0)
+                for k, le in enumerate(LES):
+                    if le == "+Inf" or x <= float(le):
+                        counts[k] += 1
+                    per_le[le].append((ts, counts[k]))
+            for le in LES:
+                batch.append(({"__name__": "request_duration_seconds_bucket", "job": "bench",
+                               "instance": f"host-{h}", "le": le}, per_le[le]))
+        yield batch
+        t += slice_ms
+
+
+def timed(url, params, repeat):
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        r = requests.get(url, params=params, timeout=600)
+        times.append(time.perf_counter() - start)
+        r.raise_for_status()
+    return statistics.median(times), len(r.json()["data"]["result"])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--series", type=int, default=1000)
+    ap.add_argument("--hours", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--bin", default=str(ROOT / "target" / "release" / "sightline"))
+    args = ap.parse_args()
+    import conftest
+    conftest.BIN = args.bin
+    tmp = Path(tempfile.mkdtemp())
+    port = free_port()
+    (tmp / "prom.yml").write_text("global:\n  evaluation_interval: 1m\n")
+    prom = subprocess.Popen([shutil.which("prometheus"), f"--config.file={tmp / 'prom.yml'}",
+                             f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
+                             "--web.enable-remote-write-receiver"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sl = Server(tmp / "sightline", ["--storage-flush-interval", "10s"])
+    sl.start()
+    prom_url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if requests.get(prom_url + "/-/ready", timeout=1).ok:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    t0 = (int(time.time() * 1000) - (args.hours * 3_600_000 + 600_000)) // 60_000 * 60_000
+    loaded = 0
+    for batch in series_batches(args.series, args.hours, t0):
+        for url in (prom_url + "/api/v1/write", sl.api("/api/v1/write")):
+            r = write(url, batch, timeout=300)
+            assert r.status_code in (200, 204), (url, r.status_code, r.text[:200])
+        loaded += sum(len(p) for _, p in batch)
+    time.sleep(12)
+    print(f"{loaded} samples per server; {args.series} counter series + {max(1, args.series // 10)} histograms; "
+          f"{args.hours} h at 15 s step")
+    print("| query | Prometheus 2.42 | Sightline | series |")
+    print("|---|---|---|---|")
+    end = (t0 + args.hours * 3_600_000) / 1000
+    for q in QUERIES:
+        params = {"query": q, "start": t0 / 1000 + 300, "end": end, "step": 15}
+        tp, n = timed(prom_url + "/api/v1/query_range", params, args.repeat)
+        ts, m = timed(sl.api("/api/v1/query_range"), params, args.repeat)
+        print(f"| `{q}` | {tp * 1000:.0f} ms | {ts * 1000:.0f} ms | {n}/{m} |")
+    prom.terminate()
+    sl.stop()
+
+
+if __name__ == "__main__":
+    main()
