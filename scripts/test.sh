@@ -10,7 +10,10 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo build"
-cargo build --workspace --bins
+# --all-targets unifies features with the dev-dependencies (as clippy and the
+# tests do), so the tests reuse this build instead of compiling DataFusion a
+# second time with different features.
+cargo build --workspace --all-targets
 echo "== Rust tests (nextest)"
 cargo nextest run --workspace --no-fail-fast
 echo "== doc tests"
