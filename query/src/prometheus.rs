@@ -9,7 +9,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use promql_parser::label::Matchers;
@@ -502,9 +502,4 @@ async fn buildinfo() -> Response {
         })
         .to_string(),
     )
-}
-
-/// Answers unknown `/api/v1/*` paths like Prometheus.
-pub fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
 }

@@ -8,8 +8,8 @@ use promql_parser::parser::token;
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
 use super::eval::Evaluator;
-use super::functions::{quantile, value_label};
-use super::value::{Labels, NAME, Sample, Value};
+use super::functions::{quantile, valid_label_name};
+use super::value::{Labels, NAME, Sample, Value, format_value};
 use crate::error::QueryError;
 
 struct Group {
@@ -67,7 +67,7 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryErr
             return Err(QueryError::Eval(format!("invalid label name {label:?}")));
         }
         for s in &mut input {
-            s.labels = Arc::new(s.labels.with(&label, &value_label(s.value)));
+            s.labels = Arc::new(s.labels.with(&label, &format_value(s.value)));
         }
         if let Some(LabelModifier::Include(by)) = &mut modifier {
             by.labels.push(label);
@@ -176,8 +176,5 @@ fn top(mut members: Vec<Sample>, k: usize, largest: bool) -> Vec<Sample> {
 }
 
 fn valid_label(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
-        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
-        && s != NAME
+    valid_label_name(s) && s != NAME
 }

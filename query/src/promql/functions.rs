@@ -8,7 +8,7 @@ use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 
 use super::eval::{Evaluator, ms, selector_matchers};
-use super::value::{Labels, NAME, Sample, Series, Value, format_value};
+use super::value::{Labels, NAME, Sample, Series, Value};
 use crate::error::QueryError;
 
 /// Go's `math.Max` (NaN wins).
@@ -547,7 +547,8 @@ fn string_arg(ev: &Evaluator, c: &Call, i: usize, t: i64) -> Result<String, Quer
     }
 }
 
-fn valid_label_name(s: &str) -> bool {
+/// Whether `s` is a valid Prometheus label name.
+pub fn valid_label_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -656,9 +657,4 @@ fn absent(ev: &Evaluator, c: &Call, t: i64, over_time: bool) -> Result<Value, Qu
         value: 1.0,
         time: t,
     }]))
-}
-
-/// The text Prometheus uses for a value in a label (`count_values`).
-pub fn value_label(v: f64) -> String {
-    format_value(v)
 }

@@ -548,10 +548,16 @@ impl<'a> SeriesBuilder<'a> {
             };
             let mut pairs = Vec::new();
             if trace.is_valid(k) {
-                pairs.push(("trace_id".to_string(), hex(trace.value(k))));
+                pairs.push((
+                    "trace_id".to_string(),
+                    crate::hex_ids::encode_hex(trace.value(k)),
+                ));
             }
             if span.is_valid(k) {
-                pairs.push(("span_id".to_string(), hex(span.value(k))));
+                pairs.push((
+                    "span_id".to_string(),
+                    crate::hex_ids::encode_hex(span.value(k)),
+                ));
             }
             let t = if time.is_valid(k) {
                 time.value(k).div_euclid(1_000_000)
@@ -702,10 +708,6 @@ impl<'a> SeriesBuilder<'a> {
         }
         self.series
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The `le` of the classic bucket holding `v` (as the bucket series name it).
