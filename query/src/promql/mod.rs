@@ -137,8 +137,19 @@ async fn prepare(engine: &QueryEngine, expr: &Expr, r: Range) -> Result<Evaluato
     };
     needs.walk(expr, r.start, r.end);
     let mut data = HashMap::new();
+    // One catalog read for all selectors, over the span they cover together.
+    let span = needs
+        .selectors
+        .values()
+        .fold(None, |acc: Option<(i64, i64)>, (_, a, b)| {
+            Some(acc.map_or((*a, *b), |(x, y)| (x.min(*a), y.max(*b))))
+        });
+    let entries = match span {
+        Some((from, to)) => select::catalog(engine, from, to).await?,
+        None => Vec::new(),
+    };
     for (key, (matchers, from, to)) in needs.selectors {
-        let series = select::select(engine, &matchers, from, to).await?;
+        let series = select::select_from(engine, &entries, &matchers, from, to).await?;
         data.insert(key, Arc::new(series));
     }
     Ok(Evaluator {

@@ -183,7 +183,20 @@ pub async fn select(
     min_ms: i64,
     max_ms: i64,
 ) -> Result<Vec<Series>, QueryError> {
-    load(engine, sel, min_ms, max_ms, true).await
+    let entries = catalog(engine, min_ms, max_ms).await?;
+    select_from(engine, &entries, sel, min_ms, max_ms).await
+}
+
+/// [`select`] with the metric catalog already known (a query with several
+/// selectors reads it once).
+pub async fn select_from(
+    engine: &QueryEngine,
+    entries: &[MetricEntry],
+    sel: &Matchers,
+    min_ms: i64,
+    max_ms: i64,
+) -> Result<Vec<Series>, QueryError> {
+    load(engine, entries, sel, min_ms, max_ms, true).await
 }
 
 /// The label sets of the series matching `sel` in `[min_ms, max_ms]`.
@@ -193,7 +206,8 @@ pub async fn series_labels(
     min_ms: i64,
     max_ms: i64,
 ) -> Result<Vec<Labels>, QueryError> {
-    let series = load(engine, sel, min_ms, max_ms, false).await?;
+    let entries = catalog(engine, min_ms, max_ms).await?;
+    let series = load(engine, &entries, sel, min_ms, max_ms, false).await?;
     Ok(series
         .into_iter()
         .map(|s| Arc::unwrap_or_clone(s.labels))
@@ -202,6 +216,7 @@ pub async fn series_labels(
 
 async fn load(
     engine: &QueryEngine,
+    entries: &[MetricEntry],
     sel: &Matchers,
     min_ms: i64,
     max_ms: i64,
@@ -210,7 +225,7 @@ async fn load(
     let mut builder =
         SeriesBuilder::new(sel, engine.config().max_series, engine.config().max_samples);
     builder.keep_points = keep_points;
-    let wants_target_info = scan(engine, sel, min_ms, max_ms, &mut builder).await?;
+    let wants_target_info = scan(engine, entries, sel, min_ms, max_ms, &mut builder).await?;
     let mut series = builder.finish();
     if wants_target_info {
         series.extend(super::target_info::select(engine, sel, min_ms, max_ms).await?);
@@ -227,12 +242,12 @@ async fn load(
 /// whether `sel` can also match `target_info`.
 async fn scan(
     engine: &QueryEngine,
+    entries: &[MetricEntry],
     sel: &Matchers,
     min_ms: i64,
     max_ms: i64,
     builder: &mut SeriesBuilder<'_>,
 ) -> Result<bool, QueryError> {
-    let entries = catalog(engine, min_ms, max_ms).await?;
     let alternatives = name_alternatives(sel);
     let wanted: Vec<&MetricEntry> = entries
         .iter()
@@ -292,7 +307,8 @@ pub async fn exemplars(
     let mut builder =
         SeriesBuilder::new(sel, engine.config().max_series, engine.config().max_samples);
     builder.exemplars = Some(Vec::new());
-    scan(engine, sel, min_ms, max_ms, &mut builder).await?;
+    let entries = catalog(engine, min_ms, max_ms).await?;
+    scan(engine, &entries, sel, min_ms, max_ms, &mut builder).await?;
     let found = builder.exemplars.take().unwrap_or_default();
     Ok(builder
         .series
