@@ -197,3 +197,26 @@ def test_query_timeout_cancels_sql_and_promql(make_server):
     assert r.status_code == 503 and r.json()["errorType"] == "timeout", r.text
     assert server.metric("sightline_queries_total", outcome="timeout") == 2
     assert rows(server, "SELECT 2 AS two") == [{"two": 2}]
+
+
+def test_remote_write_bad_input_is_refused_and_counted(make_server):
+    import cramjam
+    from remote_write import write
+    server = make_server()
+    url = server.api("/api/v1/write")
+    headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
+    r = requests.post(url, data=b"not snappy at all", headers=headers, timeout=10)
+    assert r.status_code == 400 and "snappy" in r.text
+    r = requests.post(url, data=bytes(cramjam.snappy.compress_raw(b"\xff\xff\xff")), headers=headers, timeout=10)
+    assert r.status_code == 400 and "protobuf" in r.text
+    r = requests.post(url, data=b"x", headers={**headers, "Content-Encoding": "gzip"}, timeout=10)
+    assert r.status_code == 415
+    r = write(url, [({"job": "x"}, [(1_700_000_000_000, 1.0)])])
+    assert r.status_code == 400 and "__name__" in r.text
+    assert server.metric("sightline_remote_write_samples_total", outcome="refused") == 4
+    # Good samples after the bad ones are stored and queryable.
+    now = int(time.time() * 1000)
+    assert write(url, [({"__name__": "up", "job": "x"}, [(now, 1.0)])]).status_code == 204
+    got = wait_for(lambda: requests.get(server.api("/api/v1/query"), params={"query": "up", "time": now / 1000},
+                                        timeout=10).json()["data"]["result"] or None, timeout=5, what="up")
+    assert got == [{"metric": {"__name__": "up", "job": "x"}, "value": [now / 1000, "1"]}]
