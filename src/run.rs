@@ -18,12 +18,27 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListe
         .with_context(|| format!("cannot listen on {addr} for {what}"))
 }
 
-/// Resolves when SIGTERM or SIGINT arrives.
-async fn termination() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {},
+/// Resolves when SIGTERM or SIGINT arrives. The handlers are installed when
+/// this is called (not when first polled), so a signal during start-up is a
+/// graceful stop too, not the default immediate exit.
+fn termination() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    async move {
+        tokio::select! {
+            _ = recv(term.as_mut()) => {},
+            _ = recv(int.as_mut()) => {},
+        }
+    }
+}
+
+async fn recv(s: Option<&mut tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -33,6 +48,7 @@ async fn until(mut rx: watch::Receiver<bool>) {
 
 /// Runs until a termination signal, then shuts down gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let signals = termination();
     let metrics = SelfMetrics::new();
     // Bind everything first so a taken port fails the start at once.
     let api = bind(config.http.addr, "the HTTP API").await?;
@@ -97,7 +113,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         None => None,
     };
 
-    termination().await;
+    signals.await;
     tracing::info!(timeout = ?config.shutdown_timeout, "shutting down: refusing new requests and flushing");
     ingest.set_draining();
     let _ = stop_tx.send(true);
