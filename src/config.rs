@@ -11,6 +11,7 @@ use collector::CollectorConfig;
 use collector::receive::OtlpConfig;
 use collector::storage::StorageConfig;
 use collector::wal::{FsyncPolicy, WalConfig};
+use alerts::SloConfig;
 use query::QueryConfig;
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,8 @@ pub struct Config {
     pub query: QueryConfig,
     /// PostgreSQL wire protocol.
     pub postgres: PostgresConfig,
+    /// SLO evaluation and alerting.
+    pub slo: SloConfig,
 }
 
 /// PostgreSQL wire protocol settings.
@@ -88,6 +91,7 @@ impl Default for Config {
             storage: c.storage,
             query: QueryConfig::default(),
             postgres: PostgresConfig::default(),
+            slo: SloConfig::default(),
         }
     }
 }
@@ -199,6 +203,28 @@ pub struct RunArgs {
     /// PromQL lookback delta [default: 5m].
     #[arg(long, env = "SIGHTLINE_QUERY_LOOKBACK_DELTA", value_parser = parse_duration)]
     pub query_lookback_delta: Option<Duration>,
+    /// SLO file or directory of `*.yaml` files to evaluate; repeat the flag
+    /// (or separate with commas) for several [default: none].
+    #[arg(long = "slo-file", env = "SIGHTLINE_SLO_FILES", value_delimiter = ',')]
+    pub slo_files: Vec<PathBuf>,
+    /// How often SLOs are evaluated [default: 30s].
+    #[arg(long, env = "SIGHTLINE_SLO_EVAL_INTERVAL", value_parser = parse_duration)]
+    pub slo_eval_interval: Option<Duration>,
+    /// Width of the buckets SLI events are counted in; PromQL SLIs need two
+    /// samples per bucket [default: 1m].
+    #[arg(long, env = "SIGHTLINE_SLO_BUCKET", value_parser = parse_duration)]
+    pub slo_bucket: Option<Duration>,
+    /// Alertmanager base URL to notify, e.g. `http://alertmanager:9093`;
+    /// repeat for several [default: none].
+    #[arg(long = "alertmanager-url", env = "SIGHTLINE_ALERTMANAGER_URLS", value_delimiter = ',')]
+    pub alertmanager_urls: Vec<String>,
+    /// Webhook URL receiving Alertmanager-style payloads; repeat for several
+    /// [default: none].
+    #[arg(long = "slo-webhook-url", env = "SIGHTLINE_SLO_WEBHOOK_URLS", value_delimiter = ',')]
+    pub slo_webhook_urls: Vec<String>,
+    /// How often firing alerts are re-sent [default: 1m].
+    #[arg(long, env = "SIGHTLINE_SLO_RESEND_DELAY", value_parser = parse_duration)]
+    pub slo_resend_delay: Option<Duration>,
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -254,6 +280,25 @@ impl RunArgs {
         set(&mut q.lookback_delta, self.query_lookback_delta);
         set(&mut c.postgres.addr, self.postgres_addr);
         set(&mut c.postgres.enabled, self.postgres_enabled);
+        let slo = &mut c.slo;
+        if !self.slo_files.is_empty() {
+            slo.files = self.slo_files;
+        }
+        if !self.alertmanager_urls.is_empty() {
+            slo.alertmanager_urls = self.alertmanager_urls;
+        }
+        if !self.slo_webhook_urls.is_empty() {
+            slo.webhook_urls = self.slo_webhook_urls;
+        }
+        set(&mut slo.eval_interval, self.slo_eval_interval);
+        set(&mut slo.bucket, self.slo_bucket);
+        set(&mut slo.resend_delay, self.slo_resend_delay);
+        if slo.eval_interval.is_zero() || slo.bucket < Duration::from_secs(1) {
+            anyhow::bail!("slo.eval_interval must be positive and slo.bucket at least 1s");
+        }
+        if slo.external_url.is_empty() {
+            slo.external_url = format!("http://{}", c.http.addr);
+        }
         Ok(c)
     }
 }

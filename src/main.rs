@@ -1,10 +1,11 @@
 //! The `sightline` binary: one process per node that receives OTLP, stores
-//! it as Parquet and (in later stages) answers queries and evaluates SLOs.
+//! it as Parquet, answers queries and evaluates SLOs.
 
 mod bench;
 mod config;
 mod query_cli;
 mod run;
+mod slo_cli;
 
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
@@ -30,6 +31,9 @@ enum Command {
     Run(Box<config::RunArgs>),
     /// Run SQL on a running server and print the rows.
     Query(query_cli::QueryArgs),
+    /// Check SLO files or turn them into Prometheus rules.
+    #[command(subcommand)]
+    Slo(slo_cli::SloCommand),
     /// Generate realistic OTLP traces and send them over gRPC as fast as possible.
     Bench(bench::BenchArgs),
 }
@@ -64,5 +68,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(args) => rt.block_on(bench::run(args)),
         Command::Query(args) => rt.block_on(query_cli::run(args)),
+        Command::Slo(cmd) => rt.block_on(slo_cli::run(cmd)),
     }
 }

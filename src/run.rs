@@ -46,6 +46,22 @@ async fn until(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// Loads the SLO files: a broken file is logged and skipped, the others
+/// are evaluated.
+fn slo_evaluator(config: &Config, engine: &query::QueryEngine) -> alerts::Evaluator {
+    let (slos, errors) = alerts::evaluator::load_files(&config.slo.files);
+    if !config.slo.files.is_empty() {
+        tracing::info!(slos = slos.len(), refused = errors.len(), "SLO files loaded");
+    }
+    alerts::Evaluator::new(
+        engine.clone(),
+        slos,
+        errors,
+        config.slo.clone(),
+        config.data_dir.join("alerts").join("state.json"),
+    )
+}
+
 /// Runs until a termination signal, then shuts down gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let signals = termination();
@@ -64,13 +80,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let engine = query::QueryEngine::new(ingest.clone(), config.query.clone())
         .context("cannot start the query engine")?;
+    let evaluator = slo_evaluator(&config, &engine);
     let api_routes = collector::admin::router(ingest.clone())
         .merge(query::sql::router(engine.clone()))
         .merge(query::prometheus::router(engine.clone()))
         .merge(collector::receive::remote_write::router(
             ingest.clone(),
             config.otlp.max_request_bytes,
-        ));
+        ))
+        .merge(alerts::api::router(evaluator.status()));
 
     // The API answers /-/healthy and /-/ready (503) while the WAL replays.
     tracing::info!(addr = %api.local_addr()?, "HTTP API listening");
@@ -81,6 +99,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     ingest.replay(pending).await.context("WAL replay failed")?;
     let background = ingest.spawn_background(stop_rx.clone());
+    let notifier = alerts::notify::Notifier::new(
+        config.slo.alertmanager_urls.clone(),
+        config.slo.webhook_urls.clone(),
+        ingest.metrics().clone(),
+    );
+    let slo_task = tokio::spawn(evaluator.run(notifier, stop_rx.clone()));
 
     let max = config.otlp.max_request_bytes;
     tracing::info!(addr = %otlp_grpc.local_addr()?, "OTLP/gRPC receiver listening");
@@ -123,6 +147,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         if let Some(t) = pg_task {
             let _ = t.await;
         }
+        let _ = slo_task.await;
         let _ = background.await;
         ingest.shutdown().await;
         let _ = api_task.await;

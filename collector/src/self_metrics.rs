@@ -4,7 +4,8 @@
 //! Names follow `sightline_<component>_<what>_<unit>`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 
@@ -59,6 +60,18 @@ pub struct SelfMetrics {
     pub query_seconds: HistogramVec,
     /// Remote-write samples received, accepted or refused, by outcome.
     pub remote_write_samples: IntCounterVec,
+    /// SLO evaluation rounds by outcome (`success`, `error`).
+    pub slo_evaluations: IntCounterVec,
+    /// Duration of one SLO evaluation round.
+    pub slo_evaluation_seconds: Histogram,
+    /// SLO files refused at load (invalid YAML or spec).
+    pub slo_files_invalid: IntGauge,
+    /// SLOs being evaluated.
+    pub slos: IntGauge,
+    /// SLO alerts by state (`pending`, `firing`).
+    pub slo_alerts: IntGaugeVec,
+    /// Notification deliveries by receiver kind and outcome.
+    pub slo_notifications: IntCounterVec,
 }
 
 impl Default for SelfMetrics {
@@ -255,6 +268,43 @@ impl SelfMetrics {
                 "sightline_remote_write_samples_total",
                 "Prometheus remote-write samples by outcome.",
                 &["outcome"],
+            ),
+            slo_evaluations: counter_vec(
+                &r,
+                "sightline_slo_evaluations_total",
+                "SLO evaluation rounds by outcome (an error means at least one SLO could not be evaluated).",
+                &["outcome"],
+            ),
+            slo_evaluation_seconds: register(
+                &r,
+                Histogram::with_opts(
+                    prometheus::HistogramOpts::new(
+                        "sightline_slo_evaluation_duration_seconds",
+                        "Wall time of one SLO evaluation round.",
+                    )
+                    .buckets(seconds_buckets(0.001)),
+                )
+                .expect("valid metric"),
+            ),
+            slo_files_invalid: gauge(
+                &r,
+                "sightline_slo_files_invalid",
+                "SLO files refused at load because of invalid YAML or specs.",
+            ),
+            slos: gauge(&r, "sightline_slos", "SLOs being evaluated."),
+            slo_alerts: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new("sightline_slo_alerts", "SLO alerts by state."),
+                    &["state"],
+                )
+                .expect("valid metric"),
+            ),
+            slo_notifications: counter_vec(
+                &r,
+                "sightline_slo_notifications_total",
+                "Alert notification deliveries by receiver kind (alertmanager, webhook) and outcome.",
+                &["receiver", "outcome"],
             ),
             registry: r,
         }

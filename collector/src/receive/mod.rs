@@ -20,6 +20,8 @@ pub enum Transport {
     Http,
     /// Prometheus remote write (converted to OTLP metrics on receipt).
     RemoteWrite,
+    /// Metrics Sightline derives itself (SLO evaluation, kernel probes).
+    Internal,
 }
 
 impl Transport {
@@ -29,6 +31,7 @@ impl Transport {
             Transport::Grpc => "grpc",
             Transport::Http => "http",
             Transport::RemoteWrite => "remote_write",
+            Transport::Internal => "internal",
         }
     }
 }
