@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use alerts::SloConfig;
 use anyhow::Context;
 use clap::Args;
 use collector::CollectorConfig;
 use collector::receive::OtlpConfig;
 use collector::storage::StorageConfig;
 use collector::wal::{FsyncPolicy, WalConfig};
-use alerts::SloConfig;
 use query::QueryConfig;
 use serde::{Deserialize, Serialize};
 
@@ -216,11 +216,19 @@ pub struct RunArgs {
     pub slo_bucket: Option<Duration>,
     /// Alertmanager base URL to notify, e.g. `http://alertmanager:9093`;
     /// repeat for several [default: none].
-    #[arg(long = "alertmanager-url", env = "SIGHTLINE_ALERTMANAGER_URLS", value_delimiter = ',')]
+    #[arg(
+        long = "alertmanager-url",
+        env = "SIGHTLINE_ALERTMANAGER_URLS",
+        value_delimiter = ','
+    )]
     pub alertmanager_urls: Vec<String>,
     /// Webhook URL receiving Alertmanager-style payloads; repeat for several
     /// [default: none].
-    #[arg(long = "slo-webhook-url", env = "SIGHTLINE_SLO_WEBHOOK_URLS", value_delimiter = ',')]
+    #[arg(
+        long = "slo-webhook-url",
+        env = "SIGHTLINE_SLO_WEBHOOK_URLS",
+        value_delimiter = ','
+    )]
     pub slo_webhook_urls: Vec<String>,
     /// How often firing alerts are re-sent [default: 1m].
     #[arg(long, env = "SIGHTLINE_SLO_RESEND_DELAY", value_parser = parse_duration)]

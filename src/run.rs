@@ -51,7 +51,11 @@ async fn until(mut rx: watch::Receiver<bool>) {
 fn slo_evaluator(config: &Config, engine: &query::QueryEngine) -> alerts::Evaluator {
     let (slos, errors) = alerts::evaluator::load_files(&config.slo.files);
     if !config.slo.files.is_empty() {
-        tracing::info!(slos = slos.len(), refused = errors.len(), "SLO files loaded");
+        tracing::info!(
+            slos = slos.len(),
+            refused = errors.len(),
+            "SLO files loaded"
+        );
     }
     alerts::Evaluator::new(
         engine.clone(),

@@ -50,8 +50,12 @@ fn prom_float(v: f64) -> String {
 }
 
 fn alert_instances(s: &SloStatus, i: usize) -> Vec<Value> {
-    let Some(report) = &s.report else { return Vec::new() };
-    let Some(a) = report.alerts.get(i) else { return Vec::new() };
+    let Some(report) = &s.report else {
+        return Vec::new();
+    };
+    let Some(a) = report.alerts.get(i) else {
+        return Vec::new();
+    };
     if a.state.phase == Phase::Inactive {
         return Vec::new();
     }
@@ -65,8 +69,18 @@ fn alert_instances(s: &SloStatus, i: usize) -> Vec<Value> {
 }
 
 fn group(s: &SloStatus, interval: f64, kind: Option<&str>) -> Value {
-    let last = s.report.as_ref().map(|r| rfc3339(r.time)).unwrap_or_else(|| rfc3339(0));
-    let health = if s.error.is_some() { "err" } else if s.report.is_some() { "ok" } else { "unknown" };
+    let last = s
+        .report
+        .as_ref()
+        .map(|r| rfc3339(r.time))
+        .unwrap_or_else(|| rfc3339(0));
+    let health = if s.error.is_some() {
+        "err"
+    } else if s.report.is_some() {
+        "ok"
+    } else {
+        "unknown"
+    };
     let last_error = s.error.clone().unwrap_or_default();
     let mut rules = Vec::new();
     if kind != Some("record") {
@@ -95,7 +109,11 @@ fn group(s: &SloStatus, interval: f64, kind: Option<&str>) -> Value {
         }
     }
     if kind != Some("alert") {
-        let windows = s.report.as_ref().map(|r| r.windows.clone()).unwrap_or_default();
+        let windows = s
+            .report
+            .as_ref()
+            .map(|r| r.windows.clone())
+            .unwrap_or_default();
         for w in windows {
             rules.push(json!({
                 "name": "sightline_slo_sli_ratio",
@@ -129,7 +147,11 @@ fn sli_text(s: &SloStatus, window_ms: i64) -> String {
                     Some(ns) => format!("duration > {}", format_duration(ns / 1_000_000)),
                     None => "status_code = ERROR or http.response.status_code >= 500".into(),
                 };
-                format!("spans of service {:?}: share with {bad} over {}", sp.service, format_duration(window_ms))
+                format!(
+                    "spans of service {:?}: share with {bad} over {}",
+                    sp.service,
+                    format_duration(window_ms)
+                )
             }
             _ => String::new(),
         },
@@ -157,7 +179,11 @@ fn condition_text(s: &SloStatus, a: &crate::spec::AlertSpec) -> String {
 async fn rules(State(status): State<SharedStatus>, Query(p): Query<RulesParams>) -> Response {
     let st = status.read().map(|s| s.clone()).unwrap_or_default();
     let interval = st.interval.as_secs_f64();
-    let groups: Vec<Value> = st.slos.iter().map(|s| group(s, interval, p.kind.as_deref())).collect();
+    let groups: Vec<Value> = st
+        .slos
+        .iter()
+        .map(|s| group(s, interval, p.kind.as_deref()))
+        .collect();
     ok(json!({ "groups": groups }))
 }
 

@@ -88,7 +88,10 @@ impl Buckets {
         let old = std::mem::replace(&mut self.fine, keep);
         let mut hours: BTreeMap<i64, Vec<(i64, Counts)>> = BTreeMap::new();
         for (end, c) in old {
-            hours.entry(floor(end - 1, COARSE_MS) + COARSE_MS).or_default().push((end, c));
+            hours
+                .entry(floor(end - 1, COARSE_MS) + COARSE_MS)
+                .or_default()
+                .push((end, c));
         }
         for (end, buckets) in hours {
             let mut events = Counts::default();
@@ -143,13 +146,21 @@ impl Buckets {
 
     /// Good/bad time slices among fine buckets in `(from, to]`: only whole
     /// slices count.
-    fn fine_slices(&self, buckets: impl Iterator<Item = (i64, Counts)>, from: i64, to: i64) -> Counts {
+    fn fine_slices(
+        &self,
+        buckets: impl Iterator<Item = (i64, Counts)>,
+        from: i64,
+        to: i64,
+    ) -> Counts {
         let Budgeting::Timeslices { slice_ms, target } = self.budgeting else {
             return Counts::default();
         };
         let mut per_slice: BTreeMap<i64, Counts> = BTreeMap::new();
         for (end, c) in buckets {
-            per_slice.entry(floor(end - 1, slice_ms) + slice_ms).or_default().add(c);
+            per_slice
+                .entry(floor(end - 1, slice_ms) + slice_ms)
+                .or_default()
+                .add(c);
         }
         let mut out = Counts::default();
         for (end, c) in per_slice {
@@ -174,7 +185,11 @@ impl Buckets {
             return Counts::default();
         }
         let n = (COARSE_MS / slice_ms) as f64;
-        let bad = if 1.0 - c.bad / c.total < target { n } else { 0.0 };
+        let bad = if 1.0 - c.bad / c.total < target {
+            n
+        } else {
+            0.0
+        };
         Counts { bad, total: n }
     }
 }
@@ -235,7 +250,10 @@ mod tests {
 
     #[test]
     fn time_slices_count_bad_minutes() {
-        let slices = Budgeting::Timeslices { slice_ms: MIN, target: 0.95 };
+        let slices = Budgeting::Timeslices {
+            slice_ms: MIN,
+            target: 0.95,
+        };
         let mut b = Buckets::new(MIN, 30 * 86_400_000, slices);
         let t0 = 100 * COARSE_MS;
         for i in 1..=10 {

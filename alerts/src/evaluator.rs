@@ -174,7 +174,11 @@ pub fn load_files(paths: &[PathBuf]) -> (Vec<Slo>, Vec<SpecError>) {
             return (
                 Vec::new(),
                 vec![SpecError {
-                    file: paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+                    file: paths
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     line: 0,
                     field: "(file)".into(),
                     message: e.to_string(),
@@ -288,7 +292,12 @@ impl Evaluator {
             for a in &report.alerts {
                 if a.transition != Transition::None {
                     state_changed = true;
-                    crate::events::AlertTransition { slo: &self.slos[i].slo, alert: a, time: t }.emit();
+                    crate::events::AlertTransition {
+                        slo: &self.slos[i].slo,
+                        alert: a,
+                        time: t,
+                    }
+                    .emit();
                 }
                 round.changed |= matches!(a.transition, Transition::Fired | Transition::Resolved);
             }
@@ -302,9 +311,18 @@ impl Evaluator {
         round.notifications = self.notifications(t);
         self.write_metrics(t).await;
         self.publish();
-        let outcome = if round.errors == 0 { "success" } else { "error" };
-        self.metrics.slo_evaluations.with_label_values(&[outcome]).inc();
-        self.metrics.slo_evaluation_seconds.observe(started.elapsed().as_secs_f64());
+        let outcome = if round.errors == 0 {
+            "success"
+        } else {
+            "error"
+        };
+        self.metrics
+            .slo_evaluations
+            .with_label_values(&[outcome])
+            .inc();
+        self.metrics
+            .slo_evaluation_seconds
+            .observe(started.elapsed().as_secs_f64());
         round
     }
 
@@ -317,9 +335,20 @@ impl Evaluator {
             .partition(|i| self.slos[*i].last_floor.is_none());
         let fine_start = Buckets::fine_start(t);
         if !new.is_empty() {
-            let retention = new.iter().map(|i| self.slos[*i].slo.period.ms + COARSE_MS).max().unwrap_or(0);
+            let retention = new
+                .iter()
+                .map(|i| self.slos[*i].slo.period.ms + COARSE_MS)
+                .max()
+                .unwrap_or(0);
             let slis = self.span_slis(&new);
-            let coarse = sli::span_buckets(&self.engine, &slis, fine_start - retention, fine_start - 1, COARSE_MS).await?;
+            let coarse = sli::span_buckets(
+                &self.engine,
+                &slis,
+                fine_start - retention,
+                fine_start - 1,
+                COARSE_MS,
+            )
+            .await?;
             for (k, i) in new.iter().enumerate() {
                 for (end, c) in &coarse[k] {
                     self.slos[*i].buckets.set_coarse(*end, *c);
@@ -328,7 +357,12 @@ impl Evaluator {
             self.apply_fine(&new, fine_start, t).await?;
         }
         if !old.is_empty() {
-            let from = old.iter().filter_map(|i| self.slos[*i].last_floor).min().unwrap_or(t) - 2 * width;
+            let from = old
+                .iter()
+                .filter_map(|i| self.slos[*i].last_floor)
+                .min()
+                .unwrap_or(t)
+                - 2 * width;
             self.apply_fine(&old, from.max(fine_start), t).await?;
         }
         for i in new.into_iter().chain(old) {
@@ -339,7 +373,12 @@ impl Evaluator {
         Ok(())
     }
 
-    async fn apply_fine(&mut self, which: &[usize], from: i64, t: i64) -> Result<(), query::QueryError> {
+    async fn apply_fine(
+        &mut self,
+        which: &[usize],
+        from: i64,
+        t: i64,
+    ) -> Result<(), query::QueryError> {
         let width = self.width();
         let slis = self.span_slis(which);
         let fine = sli::span_buckets(&self.engine, &slis, from, t, width).await?;
@@ -387,7 +426,12 @@ impl Evaluator {
         let report_for = |window_ms: i64| {
             let counts = rt.buckets.sum(t, window_ms);
             let ratio = (counts.total > 0.0).then(|| counts.bad / counts.total);
-            WindowReport { window_ms, counts, ratio, burn_rate: ratio.map(|r| r / budget) }
+            WindowReport {
+                window_ms,
+                counts,
+                ratio,
+                burn_rate: ratio.map(|r| r / budget),
+            }
         };
         let windows: Vec<WindowReport> =
             windows::distinct(slo.alerts.iter().flat_map(|a| a.windows.iter().copied()))
@@ -399,12 +443,24 @@ impl Evaluator {
         let guard = !matches!(slo.sli, Sli::Raw { .. });
         let mut alerts = Vec::new();
         for spec in &slo.alerts {
-            let burn = |ms: i64| windows.iter().find(|w| w.window_ms == ms).and_then(|w| w.burn_rate);
-            let events = |ms: i64| windows.iter().find(|w| w.window_ms == ms).map_or(0.0, |w| w.counts.total);
+            let burn = |ms: i64| {
+                windows
+                    .iter()
+                    .find(|w| w.window_ms == ms)
+                    .and_then(|w| w.burn_rate)
+            };
+            let events = |ms: i64| {
+                windows
+                    .iter()
+                    .find(|w| w.window_ms == ms)
+                    .map_or(0.0, |w| w.counts.total)
+            };
             let mut condition = false;
             let mut value: f64 = 0.0;
             for w in &spec.windows {
-                let pair = burn(w.long_ms).unwrap_or(0.0).min(burn(w.short_ms).unwrap_or(0.0));
+                let pair = burn(w.long_ms)
+                    .unwrap_or(0.0)
+                    .min(burn(w.short_ms).unwrap_or(0.0));
                 value = value.max(pair);
                 let enough = !guard || events(w.short_ms) >= slo.min_events;
                 condition |= pair >= w.factor && enough;
@@ -413,7 +469,12 @@ impl Evaluator {
             let state = self.state.alerts.entry(key).or_default();
             let transition = state.step(condition, t, spec.for_ms);
             state.value = value;
-            alerts.push(AlertReport { spec: spec.clone(), condition, state: state.clone(), transition });
+            alerts.push(AlertReport {
+                spec: spec.clone(),
+                condition,
+                state: state.clone(),
+                transition,
+            });
         }
         SloReport {
             time: t,
@@ -432,13 +493,18 @@ impl Evaluator {
         let mut out = Vec::new();
         for rt in &self.slos {
             for spec in &rt.slo.alerts {
-                let Some(state) = self.state.alerts.get(&state_key(&rt.slo, spec)) else { continue };
+                let Some(state) = self.state.alerts.get(&state_key(&rt.slo, spec)) else {
+                    continue;
+                };
                 let n = |starts: i64, ends: i64, resolved: bool| Notification {
                     labels: alert_labels(&rt.slo, spec).into_iter().collect(),
                     annotations: alert_annotations(&rt.slo, spec).into_iter().collect(),
                     starts_at: rfc3339(starts),
                     ends_at: rfc3339(ends),
-                    generator_url: format!("{}/api/v1/rules", self.config.external_url.trim_end_matches('/')),
+                    generator_url: format!(
+                        "{}/api/v1/rules",
+                        self.config.external_url.trim_end_matches('/')
+                    ),
                     resolved,
                 };
                 if state.phase == Phase::Firing {
@@ -461,14 +527,24 @@ impl Evaluator {
         let reports: Vec<(&Slo, &SloReport)> = self
             .slos
             .iter()
-            .filter_map(|r| r.report.as_ref().filter(|rep| rep.time == t).map(|rep| (&r.slo, rep)))
+            .filter_map(|r| {
+                r.report
+                    .as_ref()
+                    .filter(|rep| rep.time == t)
+                    .map(|rep| (&r.slo, rep))
+            })
             .collect();
         if reports.is_empty() {
             return;
         }
         let req = crate::metrics::export_request(&reports, t);
         let payload = collector::otlp::Payload::Metrics(req);
-        if let Err(e) = self.engine.ingest().export(collector::receive::Transport::Internal, payload, None).await {
+        if let Err(e) = self
+            .engine
+            .ingest()
+            .export(collector::receive::Transport::Internal, payload, None)
+            .await
+        {
             tracing::warn!(error = %e, "SLO metrics not stored this round");
         }
     }
@@ -483,8 +559,14 @@ impl Evaluator {
                 Phase::Inactive => {}
             }
         }
-        self.metrics.slo_alerts.with_label_values(&["pending"]).set(pending);
-        self.metrics.slo_alerts.with_label_values(&["firing"]).set(firing);
+        self.metrics
+            .slo_alerts
+            .with_label_values(&["pending"])
+            .set(pending);
+        self.metrics
+            .slo_alerts
+            .with_label_values(&["firing"])
+            .set(firing);
         let slos = self
             .slos
             .iter()
@@ -512,7 +594,9 @@ impl Evaluator {
             }
             let t = chrono::Utc::now().timestamp_millis();
             let round = self.evaluate(t).await;
-            let due = self.last_sent.is_none_or(|s| t - s >= self.config.resend_delay.as_millis() as i64);
+            let due = self
+                .last_sent
+                .is_none_or(|s| t - s >= self.config.resend_delay.as_millis() as i64);
             if notifier.is_empty() || round.notifications.is_empty() || !(round.changed || due) {
                 continue;
             }
@@ -535,7 +619,11 @@ impl Evaluator {
     }
 }
 
-async fn refresh_promql(engine: &QueryEngine, rt: &mut Runtime, t: i64) -> Result<(), query::QueryError> {
+async fn refresh_promql(
+    engine: &QueryEngine,
+    rt: &mut Runtime,
+    t: i64,
+) -> Result<(), query::QueryError> {
     let width = rt.buckets.width();
     let floor = buckets::floor(t, width);
     let fine_start = Buckets::fine_start(t);
@@ -573,7 +661,11 @@ async fn refresh_promql(engine: &QueryEngine, rt: &mut Runtime, t: i64) -> Resul
         }
     }
     let head = if t - floor >= 1000 {
-        q.buckets(engine, t, t, t - floor).await?.first().map(|(_, c)| *c).unwrap_or_default()
+        q.buckets(engine, t, t, t - floor)
+            .await?
+            .first()
+            .map(|(_, c)| *c)
+            .unwrap_or_default()
     } else {
         Counts::default()
     };
@@ -596,10 +688,18 @@ fn period_window(slo: &Slo, t: i64) -> i64 {
         7 => buckets::floor(t, day) - now.weekday().num_days_from_monday() as i64 * day,
         90 => {
             let m = (now.month0() / 3) * 3 + 1;
-            Utc.with_ymd_and_hms(now.year(), m, 1, 0, 0, 0).single().map_or(t, |d| d.timestamp_millis())
+            Utc.with_ymd_and_hms(now.year(), m, 1, 0, 0, 0)
+                .single()
+                .map_or(t, |d| d.timestamp_millis())
         }
-        365 => Utc.with_ymd_and_hms(now.year(), 1, 1, 0, 0, 0).single().map_or(t, |d| d.timestamp_millis()),
-        30 => Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).single().map_or(t, |d| d.timestamp_millis()),
+        365 => Utc
+            .with_ymd_and_hms(now.year(), 1, 1, 0, 0, 0)
+            .single()
+            .map_or(t, |d| d.timestamp_millis()),
+        30 => Utc
+            .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+            .single()
+            .map_or(t, |d| d.timestamp_millis()),
         _ => buckets::floor(t, slo.period.ms),
     };
     (t - start).max(1)
@@ -627,11 +727,23 @@ pub fn alert_annotations(slo: &Slo, a: &AlertSpec) -> Vec<(String, String)> {
     let windows: Vec<String> = a
         .windows
         .iter()
-        .map(|w| format!("{}x over {} and {}", w.factor, format_duration(w.long_ms), format_duration(w.short_ms)))
+        .map(|w| {
+            format!(
+                "{}x over {} and {}",
+                w.factor,
+                format_duration(w.long_ms),
+                format_duration(w.short_ms)
+            )
+        })
         .collect();
     m.insert(
         "title".into(),
-        format!("({}) {} {} SLO error budget burn rate is too fast", a.severity.as_str(), slo.service, slo.name),
+        format!(
+            "({}) {} {} SLO error budget burn rate is too fast",
+            a.severity.as_str(),
+            slo.service,
+            slo.name
+        ),
     );
     m.insert(
         "summary".into(),

@@ -37,31 +37,63 @@ pub async fn check_data(slos: &[Slo], base: &str) -> Result<Vec<Finding>, String
             Sli::Events { total_query, .. } => {
                 let q = render_window(total_query, "1h");
                 if series(&client, base, &q).await?.is_empty() {
-                    report(true, "sli.events.total_query", format!("query returns no series: {q}"));
+                    report(
+                        true,
+                        "sli.events.total_query",
+                        format!("query returns no series: {q}"),
+                    );
                 }
             }
             Sli::Raw { error_ratio_query } => {
                 let q = render_window(error_ratio_query, "1h");
                 if series(&client, base, &q).await?.is_empty() {
-                    report(true, "sli.raw.error_ratio_query", format!("query returns no series: {q}"));
+                    report(
+                        true,
+                        "sli.raw.error_ratio_query",
+                        format!("query returns no series: {q}"),
+                    );
                 }
             }
             Sli::Histogram(h) => {
                 let sep = if h.matchers.is_empty() { "" } else { ", " };
-                let q = format!("group by (le) (last_over_time({}_bucket{{{}{sep}le!=\"\"}}[1d]))", h.metric, h.matchers);
+                let q = format!(
+                    "group by (le) (last_over_time({}_bucket{{{}{sep}le!=\"\"}}[1d]))",
+                    h.metric, h.matchers
+                );
                 let les: Vec<f64> = series(&client, base, &q)
                     .await?
                     .iter()
                     .filter_map(|s| s["metric"]["le"].as_str().and_then(|l| l.parse().ok()))
                     .collect();
                 if les.is_empty() {
-                    report(true, "sli.histogram.metric", format!("no {}_bucket series in the last day", h.metric));
-                } else if !les.iter().any(|b| (b - h.threshold_seconds).abs() <= h.threshold_seconds * 1e-9) {
-                    let below = les.iter().copied().filter(|b| *b < h.threshold_seconds).fold(f64::NAN, f64::max);
-                    report(false, "sli.histogram.threshold", format!(
-                        "{}s is not a bucket boundary of {}; it will be snapped to le=\"{}\"",
-                        h.threshold_seconds, h.metric, if below.is_nan() { "the smallest bucket".into() } else { below.to_string() }
-                    ));
+                    report(
+                        true,
+                        "sli.histogram.metric",
+                        format!("no {}_bucket series in the last day", h.metric),
+                    );
+                } else if !les
+                    .iter()
+                    .any(|b| (b - h.threshold_seconds).abs() <= h.threshold_seconds * 1e-9)
+                {
+                    let below = les
+                        .iter()
+                        .copied()
+                        .filter(|b| *b < h.threshold_seconds)
+                        .fold(f64::NAN, f64::max);
+                    report(
+                        false,
+                        "sli.histogram.threshold",
+                        format!(
+                            "{}s is not a bucket boundary of {}; it will be snapped to le=\"{}\"",
+                            h.threshold_seconds,
+                            h.metric,
+                            if below.is_nan() {
+                                "the smallest bucket".into()
+                            } else {
+                                below.to_string()
+                            }
+                        ),
+                    );
                 }
             }
             Sli::Spans(s) => {
@@ -79,7 +111,11 @@ pub async fn check_data(slos: &[Slo], base: &str) -> Result<Vec<Finding>, String
                     .await
                     .map_err(|e| e.to_string())?;
                 if body["rows"][0][0].as_i64().unwrap_or(0) == 0 {
-                    report(true, "sli.spans.service", format!("no spans of service {:?} in the last day", s.service));
+                    report(
+                        true,
+                        "sli.spans.service",
+                        format!("no spans of service {:?} in the last day", s.service),
+                    );
                 }
             }
         }
@@ -100,5 +136,8 @@ async fn series(client: &reqwest::Client, base: &str, q: &str) -> Result<Vec<Val
     if body["status"] != "success" {
         return Err(format!("{q}: {}", body["error"]));
     }
-    Ok(body["data"]["result"].as_array().cloned().unwrap_or_default())
+    Ok(body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
 }

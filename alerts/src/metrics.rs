@@ -87,10 +87,26 @@ pub fn export_request(reports: &[(&Slo, &SloReport)], t: i64) -> ExportMetricsSe
         ..Default::default()
     };
     let metrics = vec![
-        gauge("sightline_slo_sli_ratio", "Bad-event ratio of the SLI over the window.", p.sli),
-        gauge("sightline_slo_burn_rate", "Error budget burn rate over the window (1 spends the budget exactly over the period).", p.burn),
-        gauge("sightline_slo_error_budget_remaining_ratio", "Share of the period's error budget left (negative when overspent).", p.budget),
-        gauge("sightline_slo_objective_ratio", "The SLO objective as a ratio.", p.objective),
+        gauge(
+            "sightline_slo_sli_ratio",
+            "Bad-event ratio of the SLI over the window.",
+            p.sli,
+        ),
+        gauge(
+            "sightline_slo_burn_rate",
+            "Error budget burn rate over the window (1 spends the budget exactly over the period).",
+            p.burn,
+        ),
+        gauge(
+            "sightline_slo_error_budget_remaining_ratio",
+            "Share of the period's error budget left (negative when overspent).",
+            p.budget,
+        ),
+        gauge(
+            "sightline_slo_objective_ratio",
+            "The SLO objective as a ratio.",
+            p.objective,
+        ),
     ];
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
@@ -99,10 +115,13 @@ pub fn export_request(reports: &[(&Slo, &SloReport)], t: i64) -> ExportMetricsSe
                 ..Default::default()
             }),
             scope_metrics: vec![ScopeMetrics {
-                metrics: metrics.into_iter().filter(|m| match &m.data {
-                    Some(metric::Data::Gauge(g)) => !g.data_points.is_empty(),
-                    _ => false,
-                }).collect(),
+                metrics: metrics
+                    .into_iter()
+                    .filter(|m| match &m.data {
+                        Some(metric::Data::Gauge(g)) => !g.data_points.is_empty(),
+                        _ => false,
+                    })
+                    .collect(),
                 ..Default::default()
             }],
             ..Default::default()

@@ -64,13 +64,20 @@ pub struct DeliveryError {
 impl Notifier {
     /// A notifier for Alertmanager base URLs (`http://am:9093`) and webhook
     /// URLs.
-    pub fn new(alertmanagers: Vec<String>, webhooks: Vec<String>, metrics: SelfMetrics) -> Notifier {
+    pub fn new(
+        alertmanagers: Vec<String>,
+        webhooks: Vec<String>,
+        metrics: SelfMetrics,
+    ) -> Notifier {
         Notifier {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("a TLS backend is compiled in"),
-            alertmanagers: alertmanagers.into_iter().map(|u| u.trim_end_matches('/').to_string()).collect(),
+            alertmanagers: alertmanagers
+                .into_iter()
+                .map(|u| u.trim_end_matches('/').to_string())
+                .collect(),
             webhooks,
             attempts: 4,
             metrics,
@@ -93,9 +100,10 @@ impl Notifier {
             let body = serde_json::to_value(alerts).expect("alerts serialise");
             self.deliver("alertmanager", url, body)
         });
-        let hooks = self.webhooks.iter().map(|url| {
-            self.deliver("webhook", url.clone(), webhook_body(alerts))
-        });
+        let hooks = self
+            .webhooks
+            .iter()
+            .map(|url| self.deliver("webhook", url.clone(), webhook_body(alerts)));
         let all: Vec<_> = am.chain(hooks).collect();
         futures::future::join_all(all)
             .await
@@ -104,18 +112,30 @@ impl Notifier {
             .collect()
     }
 
-    async fn deliver(&self, kind: &'static str, url: String, body: serde_json::Value) -> Result<(), DeliveryError> {
+    async fn deliver(
+        &self,
+        kind: &'static str,
+        url: String,
+        body: serde_json::Value,
+    ) -> Result<(), DeliveryError> {
         let mut delay = Duration::from_millis(500);
         let mut last = String::new();
         for attempt in 1..=self.attempts {
             match self.client.post(&url).json(&body).send().await {
                 Ok(r) if r.status().is_success() => {
-                    self.metrics.slo_notifications.with_label_values(&[kind, "success"]).inc();
+                    self.metrics
+                        .slo_notifications
+                        .with_label_values(&[kind, "success"])
+                        .inc();
                     return Ok(());
                 }
                 // A 4xx other than 429 will not get better by retrying.
                 Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
-                    last = format!("HTTP {}: {}", r.status(), r.text().await.unwrap_or_default());
+                    last = format!(
+                        "HTTP {}: {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    );
                     break;
                 }
                 Ok(r) => last = format!("HTTP {}", r.status()),
@@ -126,7 +146,10 @@ impl Notifier {
                 delay = (delay * 2).min(Duration::from_secs(8));
             }
         }
-        self.metrics.slo_notifications.with_label_values(&[kind, "failure"]).inc();
+        self.metrics
+            .slo_notifications
+            .with_label_values(&[kind, "failure"])
+            .inc();
         tracing::warn!(receiver = kind, %url, error = %last, "alert delivery failed; the next round sends again");
         Err(DeliveryError { url, message: last })
     }

@@ -154,7 +154,11 @@ fn slo_groups(slo: &Slo) -> Result<Vec<Group>, String> {
         let w = format_duration(*w);
         let mut labels = slo_labels(slo);
         labels.insert("sloth_window".into(), w.clone());
-        sli_rules.push(record(format!("slo:sli_error:ratio_rate{w}"), error_ratio_query(&slo.sli, &w)?, labels));
+        sli_rules.push(record(
+            format!("slo:sli_error:ratio_rate{w}"),
+            error_ratio_query(&slo.sli, &w)?,
+            labels,
+        ));
     }
     let mut period_labels = slo_labels(slo);
     period_labels.insert("sloth_window".into(), period.clone());
@@ -167,9 +171,21 @@ fn slo_groups(slo: &Slo) -> Result<Vec<Group>, String> {
     ));
     let on = "on (sloth_id, sloth_slo, sloth_service) group_left";
     let meta = vec![
-        record("slo:objective:ratio".into(), format!("vector({})", slo.objective), slo_labels(slo)),
-        record("slo:error_budget:ratio".into(), format!("vector(1 - {})", slo.objective), slo_labels(slo)),
-        record("slo:time_period:days".into(), format!("vector({})", slo.period.ms as f64 / 86_400_000.0), slo_labels(slo)),
+        record(
+            "slo:objective:ratio".into(),
+            format!("vector({})", slo.objective),
+            slo_labels(slo),
+        ),
+        record(
+            "slo:error_budget:ratio".into(),
+            format!("vector(1 - {})", slo.objective),
+            slo_labels(slo),
+        ),
+        record(
+            "slo:time_period:days".into(),
+            format!("vector({})", slo.period.ms as f64 / 86_400_000.0),
+            slo_labels(slo),
+        ),
         record(
             "slo:current_burn_rate:ratio".into(),
             format!("slo:sli_error:ratio_rate{shortest}{sel}\n/ {on}\nslo:error_budget:ratio{sel}"),
@@ -186,11 +202,24 @@ fn slo_groups(slo: &Slo) -> Result<Vec<Group>, String> {
             slo_labels(slo),
         ),
     ];
-    let alerts = slo.alerts.iter().map(|a| alert_rule(slo, a, &sel)).collect();
+    let alerts = slo
+        .alerts
+        .iter()
+        .map(|a| alert_rule(slo, a, &sel))
+        .collect();
     Ok(vec![
-        Group { name: format!("sloth-slo-sli-recordings-{}", slo.id), rules: sli_rules },
-        Group { name: format!("sloth-slo-meta-recordings-{}", slo.id), rules: meta },
-        Group { name: format!("sloth-slo-alerts-{}", slo.id), rules: alerts },
+        Group {
+            name: format!("sloth-slo-sli-recordings-{}", slo.id),
+            rules: sli_rules,
+        },
+        Group {
+            name: format!("sloth-slo-meta-recordings-{}", slo.id),
+            rules: meta,
+        },
+        Group {
+            name: format!("sloth-slo-alerts-{}", slo.id),
+            rules: alerts,
+        },
     ])
 }
 
@@ -214,6 +243,8 @@ fn alert_rule(slo: &Slo, a: &AlertSpec, sel: &str) -> Rule {
         expr: pairs.join("\nor\n"),
         for_: (a.for_ms > 0).then(|| format_duration(a.for_ms)),
         labels: crate::evaluator::alert_labels(slo, a).into_iter().collect(),
-        annotations: crate::evaluator::alert_annotations(slo, a).into_iter().collect(),
+        annotations: crate::evaluator::alert_annotations(slo, a)
+            .into_iter()
+            .collect(),
     }
 }

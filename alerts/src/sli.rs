@@ -7,8 +7,8 @@
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
-use datafusion::logical_expr::{Expr, case, col, lit};
 use datafusion::functions_aggregate::expr_fn::{count, sum};
+use datafusion::logical_expr::{Expr, case, col, lit};
 use datafusion::scalar::ScalarValue;
 use promql_parser::parser::{self, Expr as PromExpr};
 use query::promql::value::format_value;
@@ -65,7 +65,10 @@ impl PromqlSli {
     /// bucket (after snapping). `None` for span SLIs.
     pub fn new(sli: &Sli, le: Option<&str>) -> Option<PromqlSli> {
         let (bad, total) = match sli {
-            Sli::Events { error_query, total_query } => (error_query.clone(), Some(total_query.clone())),
+            Sli::Events {
+                error_query,
+                total_query,
+            } => (error_query.clone(), Some(total_query.clone())),
             Sli::Raw { error_ratio_query } => (error_ratio_query.clone(), None),
             Sli::Histogram(h) => {
                 let (b, t) = match le {
@@ -77,7 +80,11 @@ impl PromqlSli {
             Sli::Spans(_) => return None,
         };
         let per_second = total.as_deref().is_some_and(uses_rate) || uses_rate(&bad);
-        Some(PromqlSli { bad, total, per_second })
+        Some(PromqlSli {
+            bad,
+            total,
+            per_second,
+        })
     }
 
     /// Counts of the buckets of `width` ms ending at `first_end`,
@@ -90,7 +97,11 @@ impl PromqlSli {
         width: i64,
     ) -> Result<Vec<(i64, Counts)>, QueryError> {
         let window = format_duration(width);
-        let range = query::promql::Range { start: first_end, end: last_end, step: width };
+        let range = query::promql::Range {
+            start: first_end,
+            end: last_end,
+            step: width,
+        };
         let bad = summed(engine, &render_window(&self.bad, &window), range).await?;
         let seconds = width as f64 / 1000.0;
         let scale = if self.per_second { seconds } else { 1.0 };
@@ -99,7 +110,15 @@ impl PromqlSli {
             return Ok(bad
                 .into_iter()
                 .filter(|(_, r)| r.is_finite())
-                .map(|(t, r)| (t, Counts { bad: r * seconds, total: seconds }))
+                .map(|(t, r)| {
+                    (
+                        t,
+                        Counts {
+                            bad: r * seconds,
+                            total: seconds,
+                        },
+                    )
+                })
                 .collect());
         };
         let total = summed(engine, &render_window(total_q, &window), range).await?;
@@ -107,7 +126,13 @@ impl PromqlSli {
             .into_iter()
             .map(|(t, tot)| {
                 let b = bad.get(&t).copied().unwrap_or(0.0);
-                (t, Counts { bad: (b * scale).max(0.0), total: (tot * scale).max(0.0) })
+                (
+                    t,
+                    Counts {
+                        bad: (b * scale).max(0.0),
+                        total: (tot * scale).max(0.0),
+                    },
+                )
             })
             .filter(|(_, c)| c.total.is_finite() && c.bad.is_finite())
             .collect())
@@ -156,7 +181,10 @@ pub async fn snap_threshold(
     t: i64,
 ) -> Result<(String, Option<String>), QueryError> {
     let sep = if h.matchers.is_empty() { "" } else { ", " };
-    let q = format!("group by (le) (last_over_time({}_bucket{{{}{sep}le!=\"\"}}[1d]))", h.metric, h.matchers);
+    let q = format!(
+        "group by (le) (last_over_time({}_bucket{{{}{sep}le!=\"\"}}[1d]))",
+        h.metric, h.matchers
+    );
     let value = query::promql::instant(engine, &q, t).await?;
     let mut bounds: Vec<(f64, String)> = match value {
         query::promql::value::Value::Vector(v) => v
@@ -173,14 +201,21 @@ pub async fn snap_threshold(
     if bounds.is_empty() {
         return Ok((
             format_value(want),
-            Some(format!("no {}_bucket series found yet: threshold {want}s used as the le label", h.metric)),
+            Some(format!(
+                "no {}_bucket series found yet: threshold {want}s used as the le label",
+                h.metric
+            )),
         ));
     }
     let close = |b: f64| (b - want).abs() <= want.abs() * 1e-9;
     if let Some((_, le)) = bounds.iter().find(|(b, _)| close(*b)) {
         return Ok((le.clone(), None));
     }
-    let chosen = bounds.iter().rev().find(|(b, _)| *b < want).unwrap_or(&bounds[0]);
+    let chosen = bounds
+        .iter()
+        .rev()
+        .find(|(b, _)| *b < want)
+        .unwrap_or(&bounds[0]);
     Ok((
         chosen.1.clone(),
         Some(format!(
@@ -206,7 +241,12 @@ pub async fn span_buckets(
     let mut thresholds: Vec<i64> = slis.iter().filter_map(|s| s.latency_threshold_ns).collect();
     thresholds.sort_unstable();
     thresholds.dedup();
-    let ts = |ms: i64| lit(ScalarValue::TimestampNanosecond(Some(ms * 1_000_000), Some("UTC".into())));
+    let ts = |ms: i64| {
+        lit(ScalarValue::TimestampNanosecond(
+            Some(ms * 1_000_000),
+            Some("UTC".into()),
+        ))
+    };
     let services: Vec<Expr> = {
         let mut s: Vec<&str> = slis.iter().map(|s| s.service.as_str()).collect();
         s.sort_unstable();
@@ -214,16 +254,23 @@ pub async fn span_buckets(
         s.into_iter().map(lit).collect()
     };
     let width_ns = width * 1_000_000;
-    let bucket = (Expr::Cast(datafusion::logical_expr::Cast::new(Box::new(col("start_time")), DataType::Int64))
-        / lit(width_ns))
-        .alias("b");
+    let bucket = (Expr::Cast(datafusion::logical_expr::Cast::new(
+        Box::new(col("start_time")),
+        DataType::Int64,
+    )) / lit(width_ns))
+    .alias("b");
     let flag = |cond: Expr| -> Result<Expr, QueryError> {
-        Ok(sum(case(cond).when(lit(true), lit(1i64)).otherwise(lit(0i64))?))
+        Ok(sum(case(cond)
+            .when(lit(true), lit(1i64))
+            .otherwise(lit(0i64))?))
     };
     let errors = col("status_code")
         .eq(lit(2i32))
         .or(col("http_response_status_code").gt_eq(lit(500i64)));
-    let mut aggs = vec![count(lit(1i64)).alias("total"), flag(errors)?.alias("errors")];
+    let mut aggs = vec![
+        count(lit(1i64)).alias("total"),
+        flag(errors)?.alias("errors"),
+    ];
     for (i, t) in thresholds.iter().enumerate() {
         aggs.push(flag(col("duration_ns").gt(lit(*t)))?.alias(format!("slow_{i}")));
     }
@@ -237,30 +284,55 @@ pub async fn span_buckets(
                 .and(col("start_time").lt_eq(ts(to)))
                 .and(col("service_name").in_list(services, false)),
         )?
-        .aggregate(vec![bucket, col("service_name"), col("name"), col("kind")], aggs)?;
-    let batches = engine.with_timeout(async { Ok(df.collect().await?) }).await?;
+        .aggregate(
+            vec![bucket, col("service_name"), col("name"), col("kind")],
+            aggs,
+        )?;
+    let batches = engine
+        .with_timeout(async { Ok(df.collect().await?) })
+        .await?;
     for batch in batches {
         let col_i64 = |name: &str| -> Result<Vec<Option<i64>>, QueryError> {
-            let a = datafusion::arrow::compute::cast(batch.column_by_name(name).expect("aggregate output"), &DataType::Int64)
-                .map_err(|e| QueryError::Execution(e.to_string()))?;
+            let a = datafusion::arrow::compute::cast(
+                batch.column_by_name(name).expect("aggregate output"),
+                &DataType::Int64,
+            )
+            .map_err(|e| QueryError::Execution(e.to_string()))?;
             let a = a.as_primitive::<Int64Type>();
-            Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))).collect())
+            Ok((0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i)))
+                .collect())
         };
         let col_str = |name: &str| -> Result<Vec<Option<String>>, QueryError> {
-            let a = datafusion::arrow::compute::cast(batch.column_by_name(name).expect("aggregate output"), &DataType::Utf8)
-                .map_err(|e| QueryError::Execution(e.to_string()))?;
+            let a = datafusion::arrow::compute::cast(
+                batch.column_by_name(name).expect("aggregate output"),
+                &DataType::Utf8,
+            )
+            .map_err(|e| QueryError::Execution(e.to_string()))?;
             let a = a.as_string::<i32>();
-            Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i).to_string())).collect())
+            Ok((0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
+                .collect())
         };
-        let (b, svc, name, kind) = (col_i64("b")?, col_str("service_name")?, col_str("name")?, col_i64("kind")?);
+        let (b, svc, name, kind) = (
+            col_i64("b")?,
+            col_str("service_name")?,
+            col_str("name")?,
+            col_i64("kind")?,
+        );
         let (total, errs) = (col_i64("total")?, col_i64("errors")?);
-        let slow: Vec<Vec<Option<i64>>> = (0..thresholds.len()).map(|i| col_i64(&format!("slow_{i}"))).collect::<Result<_, _>>()?;
+        let slow: Vec<Vec<Option<i64>>> = (0..thresholds.len())
+            .map(|i| col_i64(&format!("slow_{i}")))
+            .collect::<Result<_, _>>()?;
         for row in 0..batch.num_rows() {
             let Some(start) = b[row] else { continue };
             let end = (start + 1) * width;
             for (i, sli) in slis.iter().enumerate() {
                 if svc[row].as_deref() != Some(sli.service.as_str())
-                    || sli.span_name.as_ref().is_some_and(|n| name[row].as_deref() != Some(n.as_str()))
+                    || sli
+                        .span_name
+                        .as_ref()
+                        .is_some_and(|n| name[row].as_deref() != Some(n.as_str()))
                     || sli.span_kind.is_some_and(|k| kind[row] != Some(k as i64))
                 {
                     continue;
@@ -269,7 +341,13 @@ pub async fn span_buckets(
                     Some(t) => slow[thresholds.binary_search(&t).expect("collected above")][row],
                     None => errs[row],
                 };
-                out[i].push((end, Counts { bad: bad.unwrap_or(0) as f64, total: total[row].unwrap_or(0) as f64 }));
+                out[i].push((
+                    end,
+                    Counts {
+                        bad: bad.unwrap_or(0) as f64,
+                        total: total[row].unwrap_or(0) as f64,
+                    },
+                ));
             }
         }
     }

@@ -37,8 +37,8 @@ pub fn defaults(severity: Severity, period_ms: i64) -> Vec<BurnWindow> {
         .into_iter()
         .map(|(_, long30, factor)| {
             // Scale to the period, to whole seconds.
-            let long_ms = ((long30 as i128 * period_ms as i128 / (30 * DAY_MS) as i128) / 1000
-                * 1000) as i64;
+            let long_ms =
+                ((long30 as i128 * period_ms as i128 / (30 * DAY_MS) as i128) / 1000 * 1000) as i64;
             BurnWindow {
                 long_ms: long_ms.max(60_000),
                 short_ms: (long_ms / 12 / 1000 * 1000).max(10_000),
@@ -95,8 +95,16 @@ mod tests {
         assert_eq!(
             page,
             vec![
-                BurnWindow { long_ms: 3_600_000, short_ms: 300_000, factor: 14.4 },
-                BurnWindow { long_ms: 21_600_000, short_ms: 1_800_000, factor: 6.0 },
+                BurnWindow {
+                    long_ms: 3_600_000,
+                    short_ms: 300_000,
+                    factor: 14.4
+                },
+                BurnWindow {
+                    long_ms: 21_600_000,
+                    short_ms: 1_800_000,
+                    factor: 6.0
+                },
             ]
         );
         let ticket = defaults(Severity::Ticket, 30 * DAY_MS);

@@ -118,7 +118,9 @@ impl MarkedEventReceiver for Builder {
                     self.push_value(node);
                 }
             }
-            Event::Alias(_) => self.fail(line, "YAML aliases (*name) are not supported in SLO files"),
+            Event::Alias(_) => {
+                self.fail(line, "YAML aliases (*name) are not supported in SLO files")
+            }
             _ => {}
         }
     }
@@ -164,7 +166,11 @@ impl<'a> Field<'a> {
 
     /// Dotted path of the node.
     pub fn path(&self) -> &str {
-        if self.path.is_empty() { "(document)" } else { &self.path }
+        if self.path.is_empty() {
+            "(document)"
+        } else {
+            &self.path
+        }
     }
 
     /// An error about this node.

@@ -232,7 +232,11 @@ pub fn load_str(file: &str, text: &str) -> Result<Vec<Slo>, Vec<SpecError>> {
         }
     }
     check_unique(file, &slos, &mut errors);
-    if errors.is_empty() { Ok(slos) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(slos)
+    } else {
+        Err(errors)
+    }
 }
 
 fn check_unique(file: &str, slos: &[Slo], errors: &mut Vec<SpecError>) {
@@ -284,9 +288,7 @@ pub fn expand_paths(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
         if p.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(p)?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| {
-                    matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-                })
+                .filter(|f| matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
                 .collect();
             files.sort();
             out.append(&mut files);
@@ -319,12 +321,27 @@ pub(crate) fn duration_ms(f: &Field) -> Result<i64, FieldError> {
     }
 }
 
+/// Like [`duration_ms`] but zero is allowed (`for: 0s`).
+pub(crate) fn duration_or_zero_ms(f: &Field) -> Result<i64, FieldError> {
+    if f.str()?
+        .trim()
+        .trim_start_matches('0')
+        .chars()
+        .all(|c| c.is_ascii_alphabetic())
+    {
+        return Ok(0);
+    }
+    duration_ms(f)
+}
+
 /// Substitutes Sloth's `{{.window}}` (any spacing) with a PromQL duration.
 pub fn render_window(template: &str, window: &str) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
-        let Some(len) = rest[start..].find("}}") else { break };
+        let Some(len) = rest[start..].find("}}") else {
+            break;
+        };
         let inner = rest[start + 2..start + len].trim();
         out.push_str(&rest[..start]);
         if inner == ".window" {

@@ -28,7 +28,11 @@ pub fn parse(file: &str, docs: &[Field]) -> Result<Vec<Slo>, Vec<FieldError>> {
             }
         }
     }
-    if errors.is_empty() { Ok(slos) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(slos)
+    } else {
+        Err(errors)
+    }
 }
 
 /// The document of `kind` named `name` among `docs`.
@@ -83,7 +87,11 @@ fn parse_slo(file: &str, doc: &Field, docs: &[Field]) -> Result<Vec<Slo>, FieldE
             id: format!("{service}-{name}{suffix}"),
             service: service.clone(),
             name: format!("{name}{suffix}"),
-            description: spec.get("description")?.map(|d| d.str().map(str::to_string)).transpose()?.unwrap_or_default(),
+            description: spec
+                .get("description")?
+                .map(|d| d.str().map(str::to_string))
+                .transpose()?
+                .unwrap_or_default(),
             objective,
             period,
             budgeting,
@@ -91,7 +99,10 @@ fn parse_slo(file: &str, doc: &Field, docs: &[Field]) -> Result<Vec<Slo>, FieldE
             labels: labels.clone(),
             alerts: alerts.clone(),
             min_events: 0.0,
-            origin: Origin { file: file.to_string(), line: doc.line() },
+            origin: Origin {
+                file: file.to_string(),
+                line: doc.line(),
+            },
         });
     }
     Ok(out)
@@ -102,7 +113,12 @@ fn openslo_labels(f: &Field) -> Result<Vec<(String, String)>, FieldError> {
     let mut out = Vec::new();
     for (k, v) in f.entries()? {
         let value = match &v.node().kind {
-            Kind::Seq(_) => v.items()?.iter().map(|i| i.str().map(str::to_string)).collect::<Result<Vec<_>, _>>()?.join(","),
+            Kind::Seq(_) => v
+                .items()?
+                .iter()
+                .map(|i| i.str().map(str::to_string))
+                .collect::<Result<Vec<_>, _>>()?
+                .join(","),
             _ => v.str()?.to_string(),
         };
         out.push((k.to_string(), value));
@@ -131,18 +147,34 @@ fn sli_spec(spec: &Field) -> Result<Sli, FieldError> {
     if ratio.get("raw")?.is_some() {
         let raw = ratio.req("raw")?;
         let q = query(&raw, false)?;
-        return Ok(match ratio.get("rawType")?.map(|t| t.str().map(str::to_string)).transpose()?.as_deref() {
-            Some("success") => Sli::Raw { error_ratio_query: format!("1 - ({q})") },
-            _ => Sli::Raw { error_ratio_query: q },
-        });
+        return Ok(
+            match ratio
+                .get("rawType")?
+                .map(|t| t.str().map(str::to_string))
+                .transpose()?
+                .as_deref()
+            {
+                Some("success") => Sli::Raw {
+                    error_ratio_query: format!("1 - ({q})"),
+                },
+                _ => Sli::Raw {
+                    error_ratio_query: q,
+                },
+            },
+        );
     }
     let total = query(&ratio.req("total")?, true)?;
     let error_query = match (ratio.get("bad")?, ratio.get("good")?) {
         (Some(bad), _) => query(&bad, true)?,
         (None, Some(good)) => format!("({total}) - ({})", query(&good, true)?),
-        (None, None) => return Err(ratio.error("a ratioMetric needs `good` or `bad` next to `total`")),
+        (None, None) => {
+            return Err(ratio.error("a ratioMetric needs `good` or `bad` next to `total`"));
+        }
     };
-    Ok(Sli::Events { error_query, total_query: total })
+    Ok(Sli::Events {
+        error_query,
+        total_query: total,
+    })
 }
 
 /// A Prometheus `metricSource` query as a `{{.window}}` template. A bare
@@ -151,7 +183,10 @@ fn query(f: &Field, counter: bool) -> Result<String, FieldError> {
     let src = f.req("metricSource")?;
     let ty = src.req("type")?;
     if !ty.str()?.eq_ignore_ascii_case("prometheus") {
-        return Err(ty.error(format!("metric source type {:?} is not supported (Prometheus is)", ty.str()?)));
+        return Err(ty.error(format!(
+            "metric source type {:?} is not supported (Prometheus is)",
+            ty.str()?
+        )));
     }
     let qf = src.req("spec")?.req("query")?;
     let q = qf.str()?.trim().to_string();
@@ -179,9 +214,14 @@ fn time_window(f: &Field) -> Result<Period, FieldError> {
         None => w.get("calendar")?.is_none(),
     };
     if ms < 86_400_000 {
-        return Err(d.error("an SLO period shorter than a day leaves no room for burn-rate windows"));
+        return Err(
+            d.error("an SLO period shorter than a day leaves no room for burn-rate windows")
+        );
     }
-    Ok(Period { ms, calendar: !rolling })
+    Ok(Period {
+        ms,
+        calendar: !rolling,
+    })
 }
 
 /// OpenSLO durations: a number and one of m h d w M Q Y (months are 30
@@ -204,7 +244,9 @@ fn calendar_duration(f: &Field) -> Result<i64, FieldError> {
     };
     match n.parse::<i64>() {
         Ok(n) if n > 0 && size > 0 => Ok(n * size),
-        _ => Err(f.error(format!("unknown duration {s:?} (a number and one of s m h d w M Q Y)"))),
+        _ => Err(f.error(format!(
+            "unknown duration {s:?} (a number and one of s m h d w M Q Y)"
+        ))),
     }
 }
 
@@ -233,10 +275,15 @@ fn objective(o: &Field, method: &str, method_f: &Field) -> Result<(f64, Budgetin
             if slice_ms % 60_000 != 0 {
                 return Err(wf.error("time slices must be whole minutes"));
             }
-            Budgeting::Timeslices { slice_ms, target: t }
+            Budgeting::Timeslices {
+                slice_ms,
+                target: t,
+            }
         }
         other => {
-            return Err(method_f.error(format!("budgeting method {other:?} is not supported (Occurrences, Timeslices)")));
+            return Err(method_f.error(format!(
+                "budgeting method {other:?} is not supported (Occurrences, Timeslices)"
+            )));
         }
     };
     Ok((target, budgeting))
@@ -256,7 +303,9 @@ fn alert_policies(f: &Field, docs: &[Field]) -> Result<Vec<AlertSpec>, FieldErro
                 Some(r) => {
                     let name = r.str()?;
                     find(docs, "AlertPolicy", name)
-                        .ok_or_else(|| r.error(format!("no AlertPolicy named {name:?} in this file")))?
+                        .ok_or_else(|| {
+                            r.error(format!("no AlertPolicy named {name:?} in this file"))
+                        })?
                         .clone()
                 }
                 None => p,
@@ -265,7 +314,10 @@ fn alert_policies(f: &Field, docs: &[Field]) -> Result<Vec<AlertSpec>, FieldErro
         let name = policy.req("metadata")?.req("name")?.str()?.to_string();
         for c in policy.req("spec")?.req("conditions")?.items()? {
             let (severity, window, for_ms) = condition(&c, docs)?;
-            match alerts.iter_mut().find(|a| a.name == name && a.severity == severity) {
+            match alerts
+                .iter_mut()
+                .find(|a| a.name == name && a.severity == severity)
+            {
                 Some(a) => a.windows.push(window),
                 None => alerts.push(AlertSpec {
                     severity,
@@ -304,8 +356,16 @@ fn condition(c: &Field, docs: &[Field]) -> Result<(Severity, BurnWindow, i64), F
     let threshold = cond.req("threshold")?.f64()?;
     let long_ms = super::duration_ms(&cond.req("lookbackWindow")?)?;
     let for_ms = match cond.get("alertAfter")? {
-        Some(a) => super::duration_ms(&a)?,
+        Some(a) => super::duration_or_zero_ms(&a)?,
         None => 0,
     };
-    Ok((severity, BurnWindow { long_ms, short_ms: long_ms / 12, factor: threshold }, for_ms))
+    Ok((
+        severity,
+        BurnWindow {
+            long_ms,
+            short_ms: long_ms / 12,
+            factor: threshold,
+        },
+        for_ms,
+    ))
 }

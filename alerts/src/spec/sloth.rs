@@ -27,7 +27,11 @@ pub fn parse(file: &str, root: &Field, native: bool) -> Result<Vec<Slo>, Vec<Fie
             Err(e) => errors.push(e),
         }
     }
-    if errors.is_empty() { Ok(slos) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(slos)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Fields shared by all SLOs of a document.
@@ -74,7 +78,9 @@ fn labels(f: &Field) -> Result<Vec<(String, String)>, FieldError> {
 fn period(f: &Field) -> Result<i64, FieldError> {
     let ms = duration_ms(f)?;
     if ms < 86_400_000 {
-        return Err(f.error("an SLO period shorter than a day leaves no room for burn-rate windows"));
+        return Err(
+            f.error("an SLO period shorter than a day leaves no room for burn-rate windows")
+        );
     }
     Ok(ms)
 }
@@ -88,7 +94,14 @@ fn non_negative(f: &Field) -> Result<f64, FieldError> {
 }
 
 fn parse_slo(file: &str, top: &Top, f: &Field, native: bool) -> Result<Slo, FieldError> {
-    let mut known = vec!["name", "objective", "description", "labels", "sli", "alerting"];
+    let mut known = vec![
+        "name",
+        "objective",
+        "description",
+        "labels",
+        "sli",
+        "alerting",
+    ];
     if native {
         known.extend(["period", "min_events"]);
     }
@@ -145,7 +158,10 @@ fn parse_sli(f: &Field, service: &str, native: bool) -> Result<Sli, FieldError> 
     f.only(kinds)?;
     let entries = f.entries()?;
     let [(kind, body)] = entries.as_slice() else {
-        return Err(f.error(format!("exactly one SLI kind is needed: one of {}", kinds.join(", "))));
+        return Err(f.error(format!(
+            "exactly one SLI kind is needed: one of {}",
+            kinds.join(", ")
+        )));
     };
     match *kind {
         "events" => {
@@ -176,7 +192,10 @@ fn parse_spans(f: &Field, service: &str) -> Result<SpanSli, FieldError> {
             Some(s) => s.str()?.to_string(),
             None => service.to_string(),
         },
-        span_name: f.get("span_name")?.map(|s| s.str().map(str::to_string)).transpose()?,
+        span_name: f
+            .get("span_name")?
+            .map(|s| s.str().map(str::to_string))
+            .transpose()?,
         span_kind: f.get("span_kind")?.map(|k| span_kind(&k)).transpose()?,
         latency_threshold_ns: f
             .get("latency_threshold")?
@@ -209,7 +228,9 @@ fn parse_histogram(f: &Field) -> Result<HistogramSli, FieldError> {
             let text = s.str()?.trim();
             let inner = text.strip_prefix('{').and_then(|t| t.strip_suffix('}'));
             let Some(inner) = inner else {
-                return Err(s.error("a selector is label matchers in braces, e.g. {job=\"checkout\"}"));
+                return Err(
+                    s.error("a selector is label matchers in braces, e.g. {job=\"checkout\"}")
+                );
             };
             inner.trim().to_string()
         }
@@ -227,13 +248,27 @@ fn parse_histogram(f: &Field) -> Result<HistogramSli, FieldError> {
 }
 
 fn parse_alerting(f: &Field, period_ms: i64, native: bool) -> Result<Vec<AlertSpec>, FieldError> {
-    f.only(&["name", "labels", "annotations", "page_alert", "ticket_alert"])?;
+    f.only(&[
+        "name",
+        "labels",
+        "annotations",
+        "page_alert",
+        "ticket_alert",
+    ])?;
     let name = match f.get("name")? {
         Some(n) => n.str()?.to_string(),
         None => "SLOErrorBudgetBurn".to_string(),
     };
-    let common_labels = f.get("labels")?.map(|l| labels(&l)).transpose()?.unwrap_or_default();
-    let common_ann = f.get("annotations")?.map(|a| a.string_map()).transpose()?.unwrap_or_default();
+    let common_labels = f
+        .get("labels")?
+        .map(|l| labels(&l))
+        .transpose()?
+        .unwrap_or_default();
+    let common_ann = f
+        .get("annotations")?
+        .map(|a| a.string_map())
+        .transpose()?
+        .unwrap_or_default();
     let mut alerts = Vec::new();
     for mut alert in default_alerts(&name, period_ms) {
         let key = match alert.severity {
@@ -277,7 +312,7 @@ fn customise(f: &Field, alert: &mut AlertSpec, native: bool) -> Result<bool, Fie
         }
     }
     if let Some(d) = f.get("for")? {
-        alert.for_ms = duration_ms(&d)?;
+        alert.for_ms = super::duration_or_zero_ms(&d)?;
     }
     Ok(true)
 }
