@@ -32,9 +32,11 @@ if [[ $purpose == run ]]; then
 fi
 
 # Oracles and real clients the tests use: Debian's Prometheus (PromQL
-# oracle, remote-write receiver) and psql (PostgreSQL wire protocol).
+# oracle, remote-write receiver, promtool for generated rules), its
+# Alertmanager (receives SLO alerts) and psql (PostgreSQL wire protocol).
 need_test_apt=()
 command -v prometheus >/dev/null || need_test_apt+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || need_test_apt+=(prometheus-alertmanager)
 command -v psql >/dev/null || need_test_apt+=(postgresql-client)
 if ((${#need_test_apt[@]})); then
   log "installing Debian test packages: ${need_test_apt[*]}"
@@ -43,9 +45,11 @@ if ((${#need_test_apt[@]})); then
   # The prometheus package would start a system service; the tests start
   # their own instances, so no service is wanted (policy-rc.d may refuse it).
   apt-get install -y -qq --no-install-recommends "${need_test_apt[@]}" >/dev/null
-  if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
-    systemctl stop prometheus || true
-  fi
+  for svc in prometheus prometheus-alertmanager; do
+    if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+      systemctl stop "$svc" || true
+    fi
+  done
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
