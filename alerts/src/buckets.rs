@@ -126,10 +126,11 @@ impl Buckets {
                 for (end, c) in self.fine.range(from + 1..=t) {
                     out.add(scaled(*c, fraction(end - self.width, *end, from)));
                 }
-                if let Some((h_from, h_to, c)) = self.head {
-                    if h_to <= t && h_from >= from {
-                        out.add(c);
-                    }
+                if let Some((h_from, h_to, c)) = self.head
+                    && h_to <= t
+                    && h_from >= from
+                {
+                    out.add(c);
                 }
             }
             Budgeting::Timeslices { .. } => {

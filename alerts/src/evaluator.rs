@@ -64,6 +64,11 @@ impl Default for SloConfig {
 /// How long resolved alerts are re-announced (Prometheus does the same).
 const RESOLVED_RETENTION_MS: i64 = 15 * 60_000;
 
+/// Each round re-reads the newest two buckets (late spans, scrape jitter);
+/// this often the fine buckets are re-read in full, so data that arrives
+/// later still than that (retried exports, backfills) is counted.
+const REBUILD_MS: i64 = 10 * 60_000;
+
 /// SLI ratio and burn rate over one window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowReport {
@@ -139,9 +144,22 @@ struct Runtime {
     promql: Option<PromqlSli>,
     buckets: Buckets,
     last_floor: Option<i64>,
+    rebuilt_at: i64,
     warnings: Vec<String>,
     error: Option<String>,
     report: Option<SloReport>,
+}
+
+impl Runtime {
+    /// The first fine bucket end to re-read at `t`.
+    fn refresh_from(&self, t: i64) -> i64 {
+        let width = self.buckets.width();
+        let full = Buckets::fine_start(t) + width;
+        match self.last_floor {
+            Some(last) if t - self.rebuilt_at < REBUILD_MS => (last - 2 * width).max(full),
+            _ => full,
+        }
+    }
 }
 
 /// The result of one round.
@@ -233,6 +251,7 @@ impl Evaluator {
                 buckets: Buckets::new(width, slo.period.ms + COARSE_MS, slo.budgeting),
                 slo,
                 last_floor: None,
+                rebuilt_at: 0,
                 warnings: Vec::new(),
                 error: None,
                 report: None,
@@ -303,10 +322,8 @@ impl Evaluator {
             }
             self.slos[i].report = Some(report);
         }
-        if state_changed {
-            if let Err(e) = self.state.save() {
-                tracing::error!(error = %e, "cannot persist alert states");
-            }
+        if state_changed && let Err(e) = self.state.save() {
+            tracing::error!(error = %e, "cannot persist alert states");
         }
         round.notifications = self.notifications(t);
         self.write_metrics(t).await;
@@ -359,13 +376,16 @@ impl Evaluator {
         if !old.is_empty() {
             let from = old
                 .iter()
-                .filter_map(|i| self.slos[*i].last_floor)
+                .map(|i| self.slos[*i].refresh_from(t))
                 .min()
                 .unwrap_or(t)
-                - 2 * width;
-            self.apply_fine(&old, from.max(fine_start), t).await?;
+                - width;
+            self.apply_fine(&old, from, t).await?;
         }
         for i in new.into_iter().chain(old) {
+            if self.slos[i].refresh_from(t) == fine_start + width {
+                self.slos[i].rebuilt_at = t;
+            }
             self.slos[i].last_floor = Some(buckets::floor(t, width));
             self.slos[i].buckets.roll(t);
             self.slos[i].error = None;
@@ -509,10 +529,10 @@ impl Evaluator {
                 };
                 if state.phase == Phase::Firing {
                     out.push(n(state.active_at.unwrap_or(t), t + lifetime, false));
-                } else if let Some((starts, ended)) = state.resolved {
-                    if t - ended <= RESOLVED_RETENTION_MS {
-                        out.push(n(starts, ended, true));
-                    }
+                } else if let Some((starts, ended)) = state.resolved
+                    && t - ended <= RESOLVED_RETENTION_MS
+                {
+                    out.push(n(starts, ended, true));
                 }
             }
         }
@@ -627,8 +647,9 @@ async fn refresh_promql(
     let width = rt.buckets.width();
     let floor = buckets::floor(t, width);
     let fine_start = Buckets::fine_start(t);
-    let first_fine = match rt.last_floor {
-        None => {
+    let first_fine = rt.refresh_from(t);
+    if rt.last_floor.is_none() {
+        {
             if let Sli::Histogram(h) = &rt.slo.sli {
                 let (le, warning) = sli::snap_threshold(engine, h, t).await?;
                 rt.promql = PromqlSli::new(&rt.slo.sli, Some(&le));
@@ -644,10 +665,11 @@ async fn refresh_promql(
                     rt.buckets.set_coarse(end, c);
                 }
             }
-            fine_start + width
         }
-        Some(last) => (last - 2 * width).max(fine_start + width),
-    };
+    }
+    if first_fine == fine_start + width {
+        rt.rebuilt_at = t;
+    }
     let q = rt.promql.as_ref().expect("PromQL SLO");
     if first_fine <= floor {
         let got = q.buckets(engine, first_fine, floor, width).await?;
@@ -752,7 +774,7 @@ pub fn alert_annotations(slo: &Slo, a: &AlertSpec) -> Vec<(String, String)> {
             slo.service,
             slo.name,
             format_duration(slo.period.ms),
-            slo.objective * 100.0,
+            round_budget(slo.objective * 100.0),
             windows.join(", or ")
         ),
     );

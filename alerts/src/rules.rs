@@ -242,7 +242,11 @@ fn alert_rule(slo: &Slo, a: &AlertSpec, sel: &str) -> Rule {
         alert: Some(a.name.clone()),
         expr: pairs.join("\nor\n"),
         for_: (a.for_ms > 0).then(|| format_duration(a.for_ms)),
-        labels: crate::evaluator::alert_labels(slo, a).into_iter().collect(),
+        // `alertname` comes from `alert:`; the `sloth_*` ids from the series.
+        labels: crate::evaluator::alert_labels(slo, a)
+            .into_iter()
+            .filter(|(k, _)| k != "alertname")
+            .collect(),
         annotations: crate::evaluator::alert_annotations(slo, a)
             .into_iter()
             .collect(),

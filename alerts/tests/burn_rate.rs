@@ -458,3 +458,58 @@ slos:
         before.windows
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_spans_are_counted_once_the_buckets_are_re_read() {
+    let h = harness().await;
+    let t = t0();
+    spans(&h, t - 2 * HOUR, t + 20 * MIN, 10 * S, |_, _| false).await;
+    let mut ev = evaluator(&h, SPAN_SLO);
+    ev.evaluate(t).await;
+    // Failed spans from 5 to 3 minutes ago arrive only now (a retried export).
+    let before = report(&ev)
+        .windows
+        .iter()
+        .find(|w| w.window_ms == HOUR)
+        .unwrap()
+        .counts;
+    let late: Vec<i64> = (0..12).map(|k| t - 5 * MIN + k * 10 * S).collect();
+    export_spans(
+        &h,
+        late.iter()
+            .map(|ts| Span {
+                trace_id: [7u8; 16].to_vec(),
+                span_id: ts.to_be_bytes().to_vec(),
+                name: "POST /cart".into(),
+                kind: span::SpanKind::Server as i32,
+                start_time_unix_nano: (*ts * 1_000_000) as u64,
+                end_time_unix_nano: (*ts * 1_000_000 + 1_000_000) as u64,
+                status: Some(Status {
+                    code: status::StatusCode::Error as i32,
+                    message: String::new(),
+                }),
+                ..Default::default()
+            })
+            .collect(),
+    )
+    .await;
+    settle(&h, "spans", 140 * 6 + 12).await;
+    let hour = |ev: &Evaluator| {
+        report(ev)
+            .windows
+            .iter()
+            .find(|w| w.window_ms == HOUR)
+            .unwrap()
+            .counts
+    };
+    // The next rounds re-read only the newest buckets…
+    ev.evaluate(t + MIN).await;
+    assert_eq!(hour(&ev).bad, 0.0);
+    // …and the periodic full re-read picks the late spans up, once.
+    ev.evaluate(t + 11 * MIN).await;
+    let after = hour(&ev);
+    assert_eq!(after.bad, 12.0);
+    ev.evaluate(t + 12 * MIN).await;
+    assert_eq!(hour(&ev).bad, 12.0);
+    assert!(before.total > 0.0);
+}

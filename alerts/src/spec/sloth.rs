@@ -277,10 +277,10 @@ fn parse_alerting(f: &Field, period_ms: i64, native: bool) -> Result<Vec<AlertSp
         };
         alert.labels = common_labels.clone();
         alert.annotations = common_ann.clone();
-        if let Some(a) = f.get(key)? {
-            if !customise(&a, &mut alert, native)? {
-                continue;
-            }
+        if let Some(a) = f.get(key)?
+            && !customise(&a, &mut alert, native)?
+        {
+            continue;
         }
         alerts.push(alert);
     }
@@ -294,10 +294,10 @@ fn customise(f: &Field, alert: &mut AlertSpec, native: bool) -> Result<bool, Fie
         known.extend(["windows", "for"]);
     }
     f.only(&known)?;
-    if let Some(d) = f.get("disable")? {
-        if d.bool()? {
-            return Ok(false);
-        }
+    if let Some(d) = f.get("disable")?
+        && d.bool()?
+    {
+        return Ok(false);
     }
     if let Some(l) = f.get("labels")? {
         alert.labels.extend(labels(&l)?);
