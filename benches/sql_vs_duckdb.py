@@ -1,0 +1,106 @@
+"""SQL aggregations over spans: Sightline (DataFusion over its Parquet
+files) against DuckDB reading the very same files.
+
+Loads at least `--spans` spans with `sightline bench` (realistic generated
+traces over OTLP/gRPC), restarts the server so everything is in Parquet,
+then times each query (median of `--repeat` runs) through
+`POST /api/v1/sql` and through DuckDB's `read_parquet(..., hive_partitioning)`.
+
+    .venv/bin/python benches/sql_vs_duckdb.py --spans 10000000
+
+Needs a built `sightline` (release: `cargo build --release`).
+"""
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from conftest import Server  # noqa: E402
+
+# (name, Sightline SQL, DuckDB SQL over the view `spans`)
+QUERIES = [
+    ("count by service",
+     "SELECT service_name, count(*) AS n FROM spans GROUP BY 1 ORDER BY 1",
+     "SELECT service_name, count(*) AS n FROM spans GROUP BY 1 ORDER BY 1"),
+    ("p99 duration by service and name",
+     "SELECT service_name, name, approx_percentile_cont(duration_ns, 0.99) AS p99 FROM spans GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20",
+     "SELECT service_name, name, approx_quantile(duration_ns, 0.99) AS p99 FROM spans GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 20"),
+    ("errors per minute of one service",
+     "SELECT date_trunc('minute', start_time) AS m, count(*) FILTER (WHERE status_code = 2) AS errors, count(*) AS n "
+     "FROM spans WHERE service_name = '{svc}' GROUP BY 1 ORDER BY 1",
+     "SELECT date_trunc('minute', start_time) AS m, count(*) FILTER (WHERE status_code = 2) AS errors, count(*) AS n "
+     "FROM spans WHERE service_name = '{svc}' GROUP BY 1 ORDER BY 1"),
+    ("slowest routes (HTTP)",
+     "SELECT http_route, avg(duration_ns) AS avg_ns, max(duration_ns) AS max_ns FROM spans "
+     "WHERE http_route IS NOT NULL GROUP BY 1 ORDER BY 2 DESC LIMIT 10",
+     "SELECT http_route, avg(duration_ns) AS avg_ns, max(duration_ns) AS max_ns FROM spans "
+     "WHERE http_route IS NOT NULL GROUP BY 1 ORDER BY 2 DESC LIMIT 10"),
+    ("one trace by id",
+     "SELECT name, span_id, duration_ns FROM spans WHERE trace_id = '{trace}'",
+     "SELECT name, span_id, duration_ns FROM spans WHERE trace_id = from_hex('{trace}')"),
+]
+
+
+def sightline_sql(server, sql):
+    r = requests.post(server.api("/api/v1/sql"), data=sql, timeout=600)
+    r.raise_for_status()
+    return r.json()["rows"]
+
+
+def timed(fn, repeat):
+    times, out = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--spans", type=int, default=10_000_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--bin", default=str(ROOT / "target" / "release" / "sightline"))
+    args = ap.parse_args()
+    import conftest
+    conftest.BIN = args.bin
+    tmp = Path(tempfile.mkdtemp())
+    server = Server(tmp / "data", ["--memory-limit-bytes", str(1 << 30), "--storage-flush-interval", "10s"]).start()
+    total = 0
+    while total < args.spans:
+        subprocess.run([args.bin, "bench", "--endpoint", f"http://{server.grpc_endpoint}", "--duration", "30s"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        total = sightline_sql(server, "SELECT count(*) FROM spans")[0][0]
+        print(f"loaded {total} spans", file=sys.stderr)
+    assert server.stop() == 0
+    server.start()
+    files = list((tmp / "data" / "tables" / "spans").rglob("*.parquet"))
+    size = sum(f.stat().st_size for f in files)
+    svc = sightline_sql(server, "SELECT service_name FROM spans LIMIT 1")[0][0]
+    trace = sightline_sql(server, "SELECT trace_id FROM spans LIMIT 1")[0][0]
+    duck = duckdb.connect()
+    duck.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet('{tmp}/data/tables/spans/**/*.parquet', hive_partitioning=true)")
+    assert duck.execute("SELECT count(*) FROM spans").fetchone()[0] == total
+    print(f"{total} spans in {len(files)} Parquet files, {size / 2**20:.0f} MiB; median of {args.repeat} runs, warm caches")
+    print("| query | DuckDB | Sightline | rows |")
+    print("|---|---|---|---|")
+    for name, mine, theirs in QUERIES:
+        mine, theirs = mine.format(svc=svc, trace=trace), theirs.format(svc=svc, trace=trace)
+        td, dr = timed(lambda: duck.execute(theirs).fetchall(), args.repeat)
+        ts, sr = timed(lambda: sightline_sql(server, mine), args.repeat)
+        assert len(dr) == len(sr), (name, len(dr), len(sr))
+        print(f"| {name} | {td * 1000:.0f} ms | {ts * 1000:.0f} ms | {len(sr)} |")
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
