@@ -4,6 +4,7 @@
 //! inactive → pending → firing → resolved, persist the states, write the
 //! SLO metrics back into the store and notify.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use crate::sli::{self, Counts, PromqlSli};
 use crate::spec::{AlertSpec, Sli, Slo, SpecError};
 use crate::state::{AlertState, Phase, StateFile, Transition};
 use crate::windows::{self, format_duration};
-use query::QueryEngine;
+use query::{QueryEngine, QueryError};
 
 /// Evaluator settings (`slo:` in the config file).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -290,17 +291,7 @@ impl Evaluator {
                 rt.error = Some(e.to_string());
             }
         }
-        for i in 0..self.slos.len() {
-            if self.slos[i].promql.is_some() {
-                let result = refresh_promql(&self.engine, &mut self.slos[i], t).await;
-                if let Err(e) = result {
-                    self.slos[i].error = Some(e.to_string());
-                    tracing::warn!(slo = %self.slos[i].slo.id, error = %e, "SLI query failed");
-                } else {
-                    self.slos[i].error = None;
-                }
-            }
-        }
+        self.refresh_promql(t).await;
         let mut state_changed = false;
         for i in 0..self.slos.len() {
             if self.slos[i].error.is_some() {
@@ -639,62 +630,134 @@ impl Evaluator {
     }
 }
 
-async fn refresh_promql(
-    engine: &QueryEngine,
-    rt: &mut Runtime,
-    t: i64,
-) -> Result<(), query::QueryError> {
-    let width = rt.buckets.width();
-    let floor = buckets::floor(t, width);
+/// Refreshes PromQL SLO `rt` when it is new: snaps a histogram threshold
+/// and backfills the hourly buckets of its period.
+async fn backfill_promql(engine: &QueryEngine, rt: &mut Runtime, t: i64) -> Result<(), QueryError> {
+    if let Sli::Histogram(h) = &rt.slo.sli {
+        let (le, warning) = sli::snap_threshold(engine, h, t).await?;
+        rt.promql = PromqlSli::new(&rt.slo.sli, Some(&le));
+        rt.warnings = warning.into_iter().collect();
+        for w in &rt.warnings {
+            tracing::warn!(slo = %rt.slo.id, "{w}");
+        }
+    }
     let fine_start = Buckets::fine_start(t);
-    let first_fine = rt.refresh_from(t);
-    if rt.last_floor.is_none() {
-        {
-            if let Sli::Histogram(h) = &rt.slo.sli {
-                let (le, warning) = sli::snap_threshold(engine, h, t).await?;
-                rt.promql = PromqlSli::new(&rt.slo.sli, Some(&le));
-                rt.warnings = warning.into_iter().collect();
-                for w in &rt.warnings {
-                    tracing::warn!(slo = %rt.slo.id, "{w}");
-                }
-            }
-            let q = rt.promql.as_ref().expect("PromQL SLO");
-            let first = buckets::floor(t - rt.slo.period.ms - COARSE_MS, COARSE_MS) + COARSE_MS;
-            if first <= fine_start {
-                for (end, c) in q.buckets(engine, first, fine_start, COARSE_MS).await? {
-                    rt.buckets.set_coarse(end, c);
-                }
-            }
+    let first = buckets::floor(t - rt.slo.period.ms - COARSE_MS, COARSE_MS) + COARSE_MS;
+    if first <= fine_start {
+        let q = rt.promql.as_ref().expect("PromQL SLO");
+        for (end, c) in q.buckets(engine, first, fine_start, COARSE_MS).await? {
+            rt.buckets.set_coarse(end, c);
         }
     }
-    if first_fine == fine_start + width {
-        rt.rebuilt_at = t;
-    }
-    let q = rt.promql.as_ref().expect("PromQL SLO");
-    if first_fine <= floor {
-        let got = q.buckets(engine, first_fine, floor, width).await?;
-        let mut e = first_fine;
-        while e <= floor {
-            rt.buckets.set_fine(e, Counts::default());
-            e += width;
-        }
-        for (end, c) in got {
-            rt.buckets.set_fine(end, c);
-        }
-    }
-    let head = if t - floor >= 1000 {
-        q.buckets(engine, t, t, t - floor)
-            .await?
-            .first()
-            .map(|(_, c)| *c)
-            .unwrap_or_default()
-    } else {
-        Counts::default()
-    };
-    rt.buckets.set_head(floor, t, head);
-    rt.buckets.roll(t);
-    rt.last_floor = Some(floor);
     Ok(())
+}
+
+/// Bucket counts for the SLOs `which` (indices into `slos`) in one batch;
+/// when the batch fails, each SLO alone, so one bad query only fails its
+/// own SLO.
+async fn batch(
+    engine: &QueryEngine,
+    slos: &[Runtime],
+    which: &[usize],
+    first: i64,
+    last: i64,
+    width: i64,
+) -> Vec<Result<Vec<(i64, Counts)>, String>> {
+    let slis: Vec<&PromqlSli> = which
+        .iter()
+        .filter_map(|i| slos[*i].promql.as_ref())
+        .collect();
+    match sli::promql_buckets(engine, &slis, first, last, width).await {
+        Ok(all) => all.into_iter().map(Ok).collect(),
+        Err(_) => {
+            let mut out = Vec::with_capacity(slis.len());
+            for s in slis {
+                out.push(
+                    s.buckets(engine, first, last, width)
+                        .await
+                        .map_err(|e| e.to_string()),
+                );
+            }
+            out
+        }
+    }
+}
+
+impl Evaluator {
+    /// Refreshes every PromQL SLO: backfills new ones, then one batch per
+    /// refresh range and one for the buckets in progress.
+    async fn refresh_promql(&mut self, t: i64) {
+        let width = self.width();
+        let floor = buckets::floor(t, width);
+        let fine_start = Buckets::fine_start(t);
+        let mut live = Vec::new();
+        for i in 0..self.slos.len() {
+            if self.slos[i].promql.is_none() {
+                continue;
+            }
+            self.slos[i].error = None;
+            if self.slos[i].last_floor.is_none()
+                && let Err(e) = backfill_promql(&self.engine, &mut self.slos[i], t).await
+            {
+                self.fail(i, e.to_string());
+                continue;
+            }
+            live.push(i);
+        }
+        let mut groups: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        for i in &live {
+            groups
+                .entry(self.slos[*i].refresh_from(t))
+                .or_default()
+                .push(*i);
+        }
+        for (first, members) in groups.into_iter().filter(|(f, _)| *f <= floor) {
+            let got = batch(&self.engine, &self.slos, &members, first, floor, width).await;
+            for (i, r) in members.into_iter().zip(got) {
+                match r {
+                    Ok(buckets) => {
+                        let b = &mut self.slos[i].buckets;
+                        let mut e = first;
+                        while e <= floor {
+                            b.set_fine(e, Counts::default());
+                            e += width;
+                        }
+                        for (end, c) in buckets {
+                            b.set_fine(end, c);
+                        }
+                    }
+                    Err(e) => self.fail(i, e),
+                }
+            }
+        }
+        live.retain(|i| self.slos[*i].error.is_none());
+        let heads = if t - floor >= 1000 {
+            batch(&self.engine, &self.slos, &live, t, t, t - floor).await
+        } else {
+            live.iter().map(|_| Ok(Vec::new())).collect()
+        };
+        for (i, head) in live.into_iter().zip(heads) {
+            let head = match head {
+                Ok(h) => h.first().map(|(_, c)| *c).unwrap_or_default(),
+                Err(e) => {
+                    self.fail(i, e);
+                    continue;
+                }
+            };
+            let rt = &mut self.slos[i];
+            if rt.refresh_from(t) == fine_start + width {
+                rt.rebuilt_at = t;
+            }
+            rt.buckets.set_head(floor, t, head);
+            rt.buckets.roll(t);
+            rt.last_floor = Some(floor);
+        }
+    }
+
+    fn fail(&mut self, i: usize, error: String) {
+        tracing::warn!(slo = %self.slos[i].slo.id, %error, "SLI query failed");
+        self.slos[i].error = Some(error);
+    }
 }
 
 /// The window the error budget is measured over at `t`.

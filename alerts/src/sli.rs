@@ -5,6 +5,8 @@
 //! each bucket's end (one range query per refresh). Span SLIs of all SLOs
 //! share one grouped DataFusion scan of the `spans` table per refresh.
 
+use std::collections::BTreeMap;
+
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::functions_aggregate::expr_fn::{count, sum};
@@ -96,18 +98,22 @@ impl PromqlSli {
         last_end: i64,
         width: i64,
     ) -> Result<Vec<(i64, Counts)>, QueryError> {
-        let window = format_duration(width);
-        let range = query::promql::Range {
-            start: first_end,
-            end: last_end,
-            step: width,
-        };
-        let bad = summed(engine, &render_window(&self.bad, &window), range).await?;
+        let mut out = promql_buckets(engine, &[self], first_end, last_end, width).await?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// Turns the summed results of this SLI's queries into bucket counts.
+    fn counts(
+        &self,
+        bad: BTreeMap<i64, f64>,
+        total: Option<BTreeMap<i64, f64>>,
+        width: i64,
+    ) -> Vec<(i64, Counts)> {
         let seconds = width as f64 / 1000.0;
         let scale = if self.per_second { seconds } else { 1.0 };
-        let Some(total_q) = &self.total else {
+        let Some(total) = total else {
             // A ratio SLI: weigh each bucket's ratio by its duration.
-            return Ok(bad
+            return bad
                 .into_iter()
                 .filter(|(_, r)| r.is_finite())
                 .map(|(t, r)| {
@@ -119,24 +125,58 @@ impl PromqlSli {
                         },
                     )
                 })
-                .collect());
+                .collect();
         };
-        let total = summed(engine, &render_window(total_q, &window), range).await?;
-        Ok(total
+        total
             .into_iter()
             .map(|(t, tot)| {
                 let b = bad.get(&t).copied().unwrap_or(0.0);
-                (
-                    t,
-                    Counts {
-                        bad: (b * scale).max(0.0),
-                        total: (tot * scale).max(0.0),
-                    },
-                )
+                let c = Counts {
+                    bad: (b * scale).max(0.0),
+                    total: (tot * scale).max(0.0),
+                };
+                (t, c)
             })
             .filter(|(_, c)| c.total.is_finite() && c.bad.is_finite())
-            .collect())
+            .collect()
     }
+}
+
+/// Bucket counts of several PromQL SLIs at once: one `range_many`, so the
+/// metrics they share are read once.
+pub async fn promql_buckets(
+    engine: &QueryEngine,
+    slis: &[&PromqlSli],
+    first_end: i64,
+    last_end: i64,
+    width: i64,
+) -> Result<Vec<Vec<(i64, Counts)>>, QueryError> {
+    let window = format_duration(width);
+    let mut queries = Vec::new();
+    for s in slis {
+        queries.push(render_window(&s.bad, &window));
+        if let Some(t) = &s.total {
+            queries.push(render_window(t, &window));
+        }
+    }
+    let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
+    let range = query::promql::Range {
+        start: first_end,
+        end: last_end,
+        step: width,
+    };
+    let mut results = query::promql::range_many(engine, &refs, range)
+        .await?
+        .into_iter()
+        .map(summed);
+    Ok(slis
+        .iter()
+        .map(|s| {
+            let bad = results.next().unwrap_or_default();
+            let total = s.total.as_ref().map(|_| results.next().unwrap_or_default());
+            s.counts(bad, total, width)
+        })
+        .collect())
 }
 
 fn uses_rate(q: &str) -> bool {
@@ -156,19 +196,15 @@ fn uses_rate(q: &str) -> bool {
     parser::parse(&render_window(q, "5m")).is_ok_and(|e| walk(&e))
 }
 
-/// Runs a range query and sums its series per step.
-async fn summed(
-    engine: &QueryEngine,
-    q: &str,
-    range: query::promql::Range,
-) -> Result<std::collections::BTreeMap<i64, f64>, QueryError> {
-    let mut out = std::collections::BTreeMap::new();
-    for s in query::promql::range(engine, q, range).await? {
+/// Sums a range query's series per step.
+fn summed(series: Vec<query::promql::value::Series>) -> BTreeMap<i64, f64> {
+    let mut out = BTreeMap::new();
+    for s in series {
         for (t, v) in s.points {
             *out.entry(t).or_insert(0.0) += v;
         }
     }
-    Ok(out)
+    out
 }
 
 /// Snaps a histogram threshold to a bucket boundary: the largest `le` not

@@ -125,7 +125,7 @@ pub struct Range {
     pub step: i64,
 }
 
-async fn prepare(engine: &QueryEngine, expr: &Expr, r: Range) -> Result<Evaluator, QueryError> {
+async fn prepare(engine: &QueryEngine, exprs: &[&Expr], r: Range) -> Result<Evaluator, QueryError> {
     let lookback = ms(&engine.config().lookback_delta);
     let default_step = 60_000;
     let mut needs = Needs {
@@ -135,8 +135,9 @@ async fn prepare(engine: &QueryEngine, expr: &Expr, r: Range) -> Result<Evaluato
         default_step,
         selectors: HashMap::new(),
     };
-    needs.walk(expr, r.start, r.end);
-    let mut data = HashMap::new();
+    for expr in exprs {
+        needs.walk(expr, r.start, r.end);
+    }
     // One catalog read for all selectors, over the span they cover together.
     let span = needs
         .selectors
@@ -148,8 +149,25 @@ async fn prepare(engine: &QueryEngine, expr: &Expr, r: Range) -> Result<Evaluato
         Some((from, to)) => select::catalog(engine, from, to).await?,
         None => Vec::new(),
     };
+    let shared = load_shared(engine, &entries, &needs.selectors).await?;
+    let mut data = HashMap::new();
     for (key, (matchers, from, to)) in needs.selectors {
-        let series = select::select_from(engine, &entries, &matchers, from, to).await?;
+        let series = match exact_name(&matchers).and_then(|n| shared.get(n)) {
+            Some(all) => all
+                .iter()
+                .filter(|s| select::matches(&matchers, &s.labels))
+                .map(|s| Series {
+                    labels: s.labels.clone(),
+                    points: s
+                        .points
+                        .iter()
+                        .copied()
+                        .filter(|(t, _)| (from..=to).contains(t))
+                        .collect(),
+                })
+                .collect(),
+            None => select::select_from(engine, &entries, &matchers, from, to).await?,
+        };
         data.insert(key, Arc::new(series));
     }
     Ok(Evaluator {
@@ -164,6 +182,54 @@ async fn prepare(engine: &QueryEngine, expr: &Expr, r: Range) -> Result<Evaluato
     })
 }
 
+/// The metric a selector names exactly (`__name__="x"`, no `or`).
+fn exact_name(m: &Matchers) -> Option<&str> {
+    if !m.or_matchers.is_empty() {
+        return None;
+    }
+    m.matchers
+        .iter()
+        .find(|x| x.name == value::NAME && matches!(x.op, promql_parser::label::MatchOp::Equal))
+        .map(|x| x.value.as_str())
+}
+
+/// Loads once the metrics that several selectors name (many SLIs or panels
+/// over one metric with different labels): one scan instead of one per
+/// selector, filtered per selector in memory afterwards.
+async fn load_shared(
+    engine: &QueryEngine,
+    entries: &[select::MetricEntry],
+    selectors: &HashMap<String, (Matchers, i64, i64)>,
+) -> Result<HashMap<String, Vec<Series>>, QueryError> {
+    let mut spans: HashMap<&str, (usize, i64, i64)> = HashMap::new();
+    for (m, from, to) in selectors.values() {
+        if let Some(name) = exact_name(m) {
+            let e = spans.entry(name).or_insert((0, *from, *to));
+            *e = (e.0 + 1, e.1.min(*from), e.2.max(*to));
+        }
+    }
+    let mut out = HashMap::new();
+    for (name, (n, from, to)) in spans {
+        if n < 2 {
+            continue;
+        }
+        let all = Matchers::new(vec![promql_parser::label::Matcher::new(
+            promql_parser::label::MatchOp::Equal,
+            value::NAME,
+            name,
+        )]);
+        match select::select_from(engine, entries, &all, from, to).await {
+            Ok(series) => {
+                out.insert(name.to_string(), series);
+            }
+            // Too many series together: each selector loads its own.
+            Err(QueryError::TooLarge(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
 /// Runs an instant query at `t` (ms).
 pub async fn instant(engine: &QueryEngine, query: &str, t: i64) -> Result<Value, QueryError> {
     let expr = parse(query)?;
@@ -172,7 +238,7 @@ pub async fn instant(engine: &QueryEngine, query: &str, t: i64) -> Result<Value,
         end: t,
         step: 1,
     };
-    let ev = prepare(engine, &expr, range).await?;
+    let ev = prepare(engine, &[&expr], range).await?;
     let run = tokio::task::spawn_blocking(move || {
         let v = ev.eval(&expr, t)?;
         if let Value::Vector(samples) = &v {
@@ -190,55 +256,39 @@ pub async fn instant(engine: &QueryEngine, query: &str, t: i64) -> Result<Value,
 
 /// Runs a range query; the result is sorted by labels.
 pub async fn range(engine: &QueryEngine, query: &str, r: Range) -> Result<Vec<Series>, QueryError> {
-    let expr = parse(query)?;
-    match expr.value_type() {
-        promql_parser::parser::value::ValueType::Vector
-        | promql_parser::parser::value::ValueType::Scalar => {}
-        other => {
-            return Err(QueryError::BadQuery(format!(
-                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
-                type_display(other)
-            )));
+    let mut out = range_many(engine, &[query], r).await?;
+    Ok(out.pop().unwrap_or_default())
+}
+
+/// Runs several range queries over the same steps, reading the data they
+/// share once (the SLO evaluator asks for hundreds of SLIs per round).
+pub async fn range_many(
+    engine: &QueryEngine,
+    queries: &[&str],
+    r: Range,
+) -> Result<Vec<Vec<Series>>, QueryError> {
+    let mut exprs = Vec::with_capacity(queries.len());
+    for q in queries {
+        let expr = parse(q)?;
+        match expr.value_type() {
+            promql_parser::parser::value::ValueType::Vector
+            | promql_parser::parser::value::ValueType::Scalar => {}
+            other => {
+                return Err(QueryError::BadQuery(format!(
+                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                    type_display(other)
+                )));
+            }
         }
+        exprs.push(expr);
     }
-    let ev = prepare(engine, &expr, r).await?;
+    let ev = prepare(engine, &exprs.iter().collect::<Vec<_>>(), r).await?;
     let max_series = engine.config().max_series;
     let run = tokio::task::spawn_blocking(move || {
-        let mut out: HashMap<Arc<Labels>, Vec<(i64, f64)>> = HashMap::new();
-        let mut t = r.start;
-        while t <= r.end {
-            ev.check_deadline()?;
-            match ev.eval(&expr, t)? {
-                Value::Scalar(v) => out
-                    .entry(Arc::new(Labels::default()))
-                    .or_default()
-                    .push((t, v)),
-                Value::Vector(samples) => {
-                    ev.check_unique(&samples)?;
-                    for s in samples {
-                        out.entry(s.labels).or_default().push((t, s.value));
-                    }
-                    if out.len() > max_series {
-                        return Err(QueryError::TooLarge(format!(
-                            "the result has more than {max_series} series"
-                        )));
-                    }
-                }
-                other => {
-                    return Err(QueryError::BadQuery(format!(
-                        "range query of a {}",
-                        other.type_name()
-                    )));
-                }
-            }
-            t += r.step;
-        }
-        let mut series: Vec<Series> = out
-            .into_iter()
-            .map(|(labels, points)| Series { labels, points })
-            .collect();
-        series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(series)
+        exprs
+            .iter()
+            .map(|e| eval_range(&ev, e, r, max_series))
+            .collect::<Result<Vec<_>, _>>()
     });
     engine
         .with_timeout(async {
@@ -246,6 +296,49 @@ pub async fn range(engine: &QueryEngine, query: &str, r: Range) -> Result<Vec<Se
                 .map_err(|e| QueryError::Execution(e.to_string()))?
         })
         .await
+}
+
+fn eval_range(
+    ev: &Evaluator,
+    expr: &Expr,
+    r: Range,
+    max_series: usize,
+) -> Result<Vec<Series>, QueryError> {
+    let mut out: HashMap<Arc<Labels>, Vec<(i64, f64)>> = HashMap::new();
+    let mut t = r.start;
+    while t <= r.end {
+        ev.check_deadline()?;
+        match ev.eval(expr, t)? {
+            Value::Scalar(v) => out
+                .entry(Arc::new(Labels::default()))
+                .or_default()
+                .push((t, v)),
+            Value::Vector(samples) => {
+                ev.check_unique(&samples)?;
+                for s in samples {
+                    out.entry(s.labels).or_default().push((t, s.value));
+                }
+                if out.len() > max_series {
+                    return Err(QueryError::TooLarge(format!(
+                        "the result has more than {max_series} series"
+                    )));
+                }
+            }
+            other => {
+                return Err(QueryError::BadQuery(format!(
+                    "range query of a {}",
+                    other.type_name()
+                )));
+            }
+        }
+        t += r.step;
+    }
+    let mut series: Vec<Series> = out
+        .into_iter()
+        .map(|(labels, points)| Series { labels, points })
+        .collect();
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(series)
 }
 
 fn type_display(t: promql_parser::parser::value::ValueType) -> &'static str {
