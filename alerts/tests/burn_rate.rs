@@ -513,3 +513,153 @@ async fn late_spans_are_counted_once_the_buckets_are_re_read() {
     assert_eq!(hour(&ev).bad, 12.0);
     assert!(before.total > 0.0);
 }
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::metrics::v1::{
+    ExponentialHistogram, ExponentialHistogramDataPoint, Histogram, HistogramDataPoint, Metric,
+    ResourceMetrics, ScopeMetrics, exponential_histogram_data_point, metric,
+};
+
+/// Cumulative OTLP histograms every 15 s for two hours: a classic one with
+/// bounds 0.1/0.2/0.5/1 s (per step 80, 10, 8, 2, 0 requests) and an
+/// exponential one at scale 0 (per step 50, 30, 15, 5 requests in
+/// (1/16, 1/8], (1/8, 1/4], (1/4, 1/2], (1/2, 1]).
+async fn histograms(h: &Harness, from: i64, to: i64) -> i64 {
+    let (mut classic, mut expo) = (Vec::new(), Vec::new());
+    let mut k = 0u64;
+    let mut ts = from;
+    while ts < to {
+        k += 1;
+        let time = (ts * 1_000_000) as u64;
+        let start = (from * 1_000_000) as u64 - 1;
+        classic.push(HistogramDataPoint {
+            start_time_unix_nano: start,
+            time_unix_nano: time,
+            count: 100 * k,
+            sum: Some(10.0 * k as f64),
+            bucket_counts: vec![80 * k, 10 * k, 8 * k, 2 * k, 0],
+            explicit_bounds: vec![0.1, 0.2, 0.5, 1.0],
+            ..Default::default()
+        });
+        expo.push(ExponentialHistogramDataPoint {
+            start_time_unix_nano: start,
+            time_unix_nano: time,
+            count: 100 * k,
+            sum: Some(20.0 * k as f64),
+            scale: 0,
+            positive: Some(exponential_histogram_data_point::Buckets {
+                offset: -4,
+                bucket_counts: vec![50 * k, 30 * k, 15 * k, 5 * k],
+            }),
+            ..Default::default()
+        });
+        ts += 15 * S;
+    }
+    let n = classic.len() as i64;
+    let m = |name: &str, data| Metric {
+        name: name.into(),
+        unit: "s".into(),
+        data: Some(data),
+        ..Default::default()
+    };
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "checkout")],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![
+                    m(
+                        "http.server.request.duration",
+                        metric::Data::Histogram(Histogram {
+                            data_points: classic,
+                            aggregation_temporality: 2,
+                        }),
+                    ),
+                    m(
+                        "rpc.server.duration",
+                        metric::Data::ExponentialHistogram(ExponentialHistogram {
+                            data_points: expo,
+                            aggregation_temporality: 2,
+                        }),
+                    ),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    h.engine
+        .ingest()
+        .export(Transport::Grpc, Payload::Metrics(req), None)
+        .await
+        .unwrap();
+    settle(h, "metrics_histogram", n).await;
+    settle(h, "metrics_exponential_histogram", n).await;
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histogram_latency_slis_snap_the_threshold_to_a_bucket() {
+    let h = harness().await;
+    let t = t0();
+    histograms(&h, t - 2 * HOUR, t + MIN).await;
+    let spec = r#"
+version: sightline/v1
+service: checkout
+slos:
+  - name: classic
+    objective: 99
+    sli:
+      histogram:
+        metric: http_server_request_duration_seconds
+        selector: '{job="checkout"}'
+        threshold: 250ms
+  - name: exponential
+    objective: 99
+    sli:
+      histogram:
+        metric: rpc_server_duration_seconds
+        threshold: 250ms
+"#;
+    let mut ev = evaluator(&h, spec);
+    ev.evaluate(t).await;
+    let status = ev.status().read().unwrap().clone();
+    let by_name = |n: &str| {
+        status
+            .slos
+            .iter()
+            .find(|s| s.slo.name == n)
+            .unwrap()
+            .clone()
+    };
+    let classic = by_name("classic");
+    assert_eq!(classic.error, None);
+    // 250 ms is not a bound of 0.1/0.2/0.5/1: snapped down to 0.2, with a
+    // warning; 10 of every 100 requests are slower than 0.2 s (8 + 2).
+    assert_eq!(classic.warnings.len(), 1, "{:?}", classic.warnings);
+    assert!(
+        classic.warnings[0].contains("le=\"0.2\""),
+        "{:?}",
+        classic.warnings
+    );
+    let ratio = |s: &alerts::evaluator::SloStatus| {
+        s.report
+            .as_ref()
+            .unwrap()
+            .windows
+            .iter()
+            .find(|w| w.window_ms == HOUR)
+            .unwrap()
+            .ratio
+            .unwrap()
+    };
+    assert!((ratio(&classic) - 0.10).abs() < 1e-6, "{}", ratio(&classic));
+    // Exponential buckets at scale 0 have a bound at 0.25: no warning;
+    // 20 of every 100 are slower (15 + 5).
+    let expo = by_name("exponential");
+    assert_eq!(expo.error, None);
+    assert!(expo.warnings.is_empty(), "{:?}", expo.warnings);
+    assert!((ratio(&expo) - 0.20).abs() < 1e-6, "{}", ratio(&expo));
+}
