@@ -663,3 +663,65 @@ slos:
     assert!(expo.warnings.is_empty(), "{:?}", expo.warnings);
     assert!((ratio(&expo) - 0.20).abs() < 1e-6, "{}", ratio(&expo));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openslo_time_slices_page_after_enough_bad_minutes() {
+    let h = harness().await;
+    let t = t0();
+    counters(&h, t - 7 * HOUR, t + 20 * MIN, t).await;
+    let spec = r#"
+apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: good-minutes
+spec:
+  service: checkout
+  indicator:
+    metadata:
+      name: requests
+    spec:
+      ratioMetric:
+        counter: true
+        bad:
+          metricSource:
+            type: Prometheus
+            spec:
+              query: http_requests_total{job="checkout",code="500"}
+        total:
+          metricSource:
+            type: Prometheus
+            spec:
+              query: http_requests_total{job="checkout"}
+  timeWindow:
+    - duration: 30d
+      isRolling: true
+  budgetingMethod: Timeslices
+  objectives:
+    - target: 0.99
+      timeSliceTarget: 0.95
+      timeSliceWindow: 1m
+"#;
+    let mut ev = evaluator(&h, spec);
+    let (fired, _, reports) = run(&mut ev, t, t + 15 * MIN, 30 * S, Severity::Page).await;
+    // Every minute from the one ending at t (its last sample already counts
+    // failures) is a bad slice; the 1 h window pages at 14.4 × 1 % of its
+    // 60 slices, i.e. at the 9th bad minute (the 5 m window long before).
+    let fired = fired.expect("pages");
+    assert!(
+        (t + 8 * MIN..=t + 9 * MIN).contains(&fired),
+        "paged after {} s",
+        (fired - t) / S
+    );
+    let hour = reports
+        .last()
+        .unwrap()
+        .windows
+        .iter()
+        .find(|w| w.window_ms == HOUR)
+        .unwrap()
+        .counts;
+    assert!(
+        (59.0..=60.0).contains(&hour.total),
+        "one slice per minute: {hour:?}"
+    );
+}
