@@ -12,6 +12,7 @@ use collector::CollectorConfig;
 use collector::receive::OtlpConfig;
 use collector::storage::StorageConfig;
 use collector::wal::{FsyncPolicy, WalConfig};
+use ebpf_probes::ProbesConfig;
 use query::QueryConfig;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,8 @@ pub struct Config {
     pub postgres: PostgresConfig,
     /// SLO evaluation and alerting.
     pub slo: SloConfig,
+    /// eBPF probes (kernel view).
+    pub probes: ProbesConfig,
 }
 
 /// PostgreSQL wire protocol settings.
@@ -92,6 +95,7 @@ impl Default for Config {
             query: QueryConfig::default(),
             postgres: PostgresConfig::default(),
             slo: SloConfig::default(),
+            probes: ProbesConfig::default(),
         }
     }
 }
@@ -230,6 +234,16 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub slo_webhook_urls: Vec<String>,
+    /// Load the eBPF probes (they switch themselves off, with a log line,
+    /// without privileges) [default: true].
+    #[arg(long, env = "SIGHTLINE_PROBES_ENABLED")]
+    pub probes_enabled: Option<bool>,
+    /// Run-queue latency probe [default: true].
+    #[arg(long, env = "SIGHTLINE_PROBES_RUNQUEUE")]
+    pub probes_runqueue: Option<bool>,
+    /// How often probe maps are drained into the store [default: 5s].
+    #[arg(long, env = "SIGHTLINE_PROBES_DRAIN_INTERVAL", value_parser = parse_duration)]
+    pub probes_drain_interval: Option<Duration>,
     /// How often firing alerts are re-sent [default: 1m].
     #[arg(long, env = "SIGHTLINE_SLO_RESEND_DELAY", value_parser = parse_duration)]
     pub slo_resend_delay: Option<Duration>,
@@ -288,6 +302,9 @@ impl RunArgs {
         set(&mut q.lookback_delta, self.query_lookback_delta);
         set(&mut c.postgres.addr, self.postgres_addr);
         set(&mut c.postgres.enabled, self.postgres_enabled);
+        set(&mut c.probes.enabled, self.probes_enabled);
+        set(&mut c.probes.runqueue, self.probes_runqueue);
+        set(&mut c.probes.drain_interval, self.probes_drain_interval);
         let slo = &mut c.slo;
         if !self.slo_files.is_empty() {
             slo.files = self.slo_files;

@@ -109,6 +109,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ingest.metrics().clone(),
     );
     let slo_task = tokio::spawn(evaluator.run(notifier, stop_rx.clone()));
+    let probes_task = ebpf_probes::spawn(&ingest, &config.probes, stop_rx.clone());
 
     let max = config.otlp.max_request_bytes;
     tracing::info!(addr = %otlp_grpc.local_addr()?, "OTLP/gRPC receiver listening");
@@ -152,6 +153,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let _ = t.await;
         }
         let _ = slo_task.await;
+        if let Some(t) = probes_task {
+            let _ = t.await;
+        }
         let _ = background.await;
         ingest.shutdown().await;
         let _ = api_task.await;

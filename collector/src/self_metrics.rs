@@ -71,6 +71,8 @@ pub struct SelfMetrics {
     pub slo_alerts: IntGaugeVec,
     /// Notification deliveries by receiver kind and outcome.
     pub slo_notifications: IntCounterVec,
+    /// Whether each eBPF probe is running (1) or off (0).
+    pub probe_up: IntGaugeVec,
 }
 
 impl Default for SelfMetrics {
@@ -304,6 +306,17 @@ impl SelfMetrics {
                 "sightline_slo_notifications_total",
                 "Alert notification deliveries by receiver kind (alertmanager, webhook) and outcome.",
                 &["receiver", "outcome"],
+            ),
+            probe_up: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "sightline_probe_up",
+                        "Whether an eBPF probe is running (1) or off (0); the log says why.",
+                    ),
+                    &["probe"],
+                )
+                .expect("valid metric"),
             ),
             registry: r,
         }
