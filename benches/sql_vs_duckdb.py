@@ -79,14 +79,14 @@ def main():
     while total < args.spans:
         subprocess.run([args.bin, "bench", "--endpoint", f"http://{server.grpc_endpoint}", "--duration", "30s"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        total = sightline_sql(server, "SELECT count(*) FROM spans")[0][0]
+        total = sightline_sql(server, "SELECT count(*) AS n FROM spans")[0]["n"]
         print(f"loaded {total} spans", file=sys.stderr)
     assert server.stop() == 0
     server.start()
     files = list((tmp / "data" / "tables" / "spans").rglob("*.parquet"))
     size = sum(f.stat().st_size for f in files)
-    svc = sightline_sql(server, "SELECT service_name FROM spans LIMIT 1")[0][0]
-    trace = sightline_sql(server, "SELECT trace_id FROM spans LIMIT 1")[0][0]
+    svc = sightline_sql(server, "SELECT service_name FROM spans LIMIT 1")[0]["service_name"]
+    trace = sightline_sql(server, "SELECT trace_id FROM spans LIMIT 1")[0]["trace_id"]
     duck = duckdb.connect()
     duck.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet('{tmp}/data/tables/spans/**/*.parquet', hive_partitioning=true)")
     assert duck.execute("SELECT count(*) FROM spans").fetchone()[0] == total

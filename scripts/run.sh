@@ -5,5 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh run
-cargo build --release --bin sightline
+read -r -a features <<<"$(scripts/ebpf-toolchain.sh --check)"
+cargo build --release --bin sightline "${features[@]}"
 exec "${CARGO_TARGET_DIR:-target}/release/sightline" run "$@"

@@ -26,6 +26,12 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
+# Kernel probes: tracefs/bpffs mounted, eBPF toolchain installed when it
+# can be (scripts/ebpf-toolchain.sh; optional, Sightline builds without it).
+mountpoint -q /sys/kernel/tracing 2>/dev/null || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null || true
+mountpoint -q /sys/fs/bpf 2>/dev/null || mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
+scripts/ebpf-toolchain.sh >/dev/null
+
 if [[ $purpose == run ]]; then
   log "done (run only)"
   exit 0
@@ -33,10 +39,12 @@ fi
 
 # Oracles and real clients the tests use: Debian's Prometheus (PromQL
 # oracle, remote-write receiver, promtool for generated rules), its
-# Alertmanager (receives SLO alerts) and psql (PostgreSQL wire protocol).
+# Alertmanager (receives SLO alerts), bpftrace (cross-checks the probes)
+# and psql (PostgreSQL wire protocol).
 need_test_apt=()
 command -v prometheus >/dev/null || need_test_apt+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_test_apt+=(prometheus-alertmanager)
+command -v bpftrace >/dev/null || need_test_apt+=(bpftrace)
 command -v psql >/dev/null || need_test_apt+=(postgresql-client)
 if ((${#need_test_apt[@]})); then
   log "installing Debian test packages: ${need_test_apt[*]}"

@@ -110,7 +110,7 @@ pub async fn check_data(slos: &[Slo], base: &str) -> Result<Vec<Finding>, String
                     .json()
                     .await
                     .map_err(|e| e.to_string())?;
-                if body["rows"][0][0].as_i64().unwrap_or(0) == 0 {
+                if body["rows"][0]["n"].as_i64().unwrap_or(0) == 0 {
                     report(
                         true,
                         "sli.spans.service",

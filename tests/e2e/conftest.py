@@ -35,9 +35,11 @@ def _ns_as_int(t):
 class Server:
     """One `sightline run` process; restartable on the same data dir."""
 
-    def __init__(self, data_dir, extra_args=()):
+    def __init__(self, data_dir, extra_args=(), prefix=()):
         self.data_dir = Path(data_dir)
         self.extra_args = list(extra_args)
+        # A command to run the binary under (e.g. setpriv to drop privileges).
+        self.prefix = list(prefix)
         self.proc = None
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
 
@@ -45,12 +47,15 @@ class Server:
         self.http_port, self.grpc_port, self.otlp_http_port = free_port(), free_port(), free_port()
         self.pg_port = free_port()
         args = [
+            *self.prefix,
             BIN, "run",
             "--data-dir", str(self.data_dir),
             "--http-addr", f"127.0.0.1:{self.http_port}",
             "--otlp-grpc-addr", f"127.0.0.1:{self.grpc_port}",
             "--otlp-http-addr", f"127.0.0.1:{self.otlp_http_port}",
             "--postgres-addr", f"127.0.0.1:{self.pg_port}",
+            # Tests that want the kernel probes turn them on (test_probes.py).
+            *([] if "--probes-enabled" in self.extra_args else ["--probes-enabled", "false"]),
             *self.extra_args,
         ]
         log = open(self.log_path, "ab")

@@ -118,6 +118,17 @@ def test_lint_against_a_server_finds_queries_without_data(make_server, tmp_path)
     assert "sli.events.total_query: checkout-requests-availability: query returns no series" in r.stdout, r.stdout
     r = sightline("slo", "lint", str(EXAMPLES / "spans-checkout.yaml"), "--server", server.api(""))
     assert 'sli.spans.service: checkout-availability: no spans of service "checkout"' in r.stdout, r.stdout
+    # Once checkout sends spans, the span SLIs lint clean (the histogram one
+    # still has no data).
+    provider = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=server.grpc_endpoint, insecure=True)))
+    with provider.get_tracer("e2e").start_as_current_span("POST /cart", kind=trace_api.SpanKind.SERVER):
+        pass
+    provider.shutdown()
+    time.sleep(1)
+    r = sightline("slo", "lint", str(EXAMPLES / "spans-checkout.yaml"), "--server", server.api(""))
+    assert "no spans" not in r.stdout, r.stdout
+    assert "sli.histogram.metric: checkout-http-latency: no http_server_request_duration_seconds_bucket series" in r.stdout, r.stdout
 
 
 class Webhook:
