@@ -241,6 +241,15 @@ pub struct RunArgs {
     /// Run-queue latency probe [default: true].
     #[arg(long, env = "SIGHTLINE_PROBES_RUNQUEUE")]
     pub probes_runqueue: Option<bool>,
+    /// Block I/O latency probe [default: true].
+    #[arg(long, env = "SIGHTLINE_PROBES_BLOCK_IO")]
+    pub probes_block_io: Option<bool>,
+    /// Syscall latency probe (runs on every syscall) [default: false].
+    #[arg(long, env = "SIGHTLINE_PROBES_SYSCALLS")]
+    pub probes_syscalls: Option<bool>,
+    /// TCP connect latency and retransmit probe [default: true].
+    #[arg(long, env = "SIGHTLINE_PROBES_TCP")]
+    pub probes_tcp: Option<bool>,
     /// How often probe maps are drained into the store [default: 5s].
     #[arg(long, env = "SIGHTLINE_PROBES_DRAIN_INTERVAL", value_parser = parse_duration)]
     pub probes_drain_interval: Option<Duration>,
@@ -304,6 +313,9 @@ impl RunArgs {
         set(&mut c.postgres.enabled, self.postgres_enabled);
         set(&mut c.probes.enabled, self.probes_enabled);
         set(&mut c.probes.runqueue, self.probes_runqueue);
+        set(&mut c.probes.block_io, self.probes_block_io);
+        set(&mut c.probes.syscalls, self.probes_syscalls);
+        set(&mut c.probes.tcp, self.probes_tcp);
         set(&mut c.probes.drain_interval, self.probes_drain_interval);
         let slo = &mut c.slo;
         if !self.slo_files.is_empty() {

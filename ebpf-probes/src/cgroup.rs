@@ -46,13 +46,14 @@ fn container_id(path: &str) -> Option<String> {
 
 /// `pod<uid>` with dashes or underscores (systemd escapes them).
 fn pod_uid(path: &str) -> Option<String> {
-    let i = path.find("pod")?;
-    let uid: String = path[i + 3..]
-        .chars()
-        .take_while(|c| c.is_ascii_hexdigit() || *c == '-' || *c == '_')
-        .map(|c| if c == '_' { '-' } else { c })
-        .collect();
-    (uid.len() == 36).then_some(uid)
+    path.match_indices("pod").find_map(|(i, _)| {
+        let uid: String = path[i + 3..]
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit() || *c == '-' || *c == '_')
+            .map(|c| if c == '_' { '-' } else { c })
+            .collect();
+        (uid.len() == 36).then_some(uid)
+    })
 }
 
 /// Placements by pid, read once per pid.

@@ -3,29 +3,40 @@
 //! attaches them, drains their maps every `drain_interval` and writes the
 //! results into the metric store as ordinary OTLP metrics.
 //!
-//! Probes so far: run-queue latency ([`runqueue`]). Each probe can be
-//! switched off; without privileges, BTF-free tracefs or the programs
-//! themselves, one log line says what is missing, `sightline_probe_up`
-//! shows 0 and the rest of Sightline runs as usual.
+//! | probe | tracepoints | metric (PromQL) | labels |
+//! |---|---|---|---|
+//! | run queue | `sched:sched_wakeup[_new]`, `sched_switch` | `sightline_runqueue_latency_seconds` | `cgroup`, `container_id`, `k8s_pod_uid` |
+//! | block I/O | `block:block_rq_issue`, `block_rq_complete` | `sightline_block_io_latency_seconds` | `device`, `operation` |
+//! | syscalls | `raw_syscalls:sys_enter`, `sys_exit` | `sightline_syscall_latency_seconds` | `syscall`, `process`, `pid` (top N by time) |
+//! | TCP | `sock:inet_sock_set_state`, `tcp:tcp_retransmit_skb` | `sightline_tcp_connect_latency_seconds`, `sightline_tcp_retransmits_total` | `port`; `address`, `port` |
+//!
+//! Without privileges, tracefs or the programs themselves, one log line
+//! says what is missing and which probes are off, `sightline_probe_up`
+//! shows 0, and the rest of Sightline runs as usual.
 
+pub mod attach;
 pub mod cgroup;
 pub mod histogram;
-pub mod runqueue;
+pub mod names;
 pub mod tracefs;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use aya::maps::{MapData, PerCpuHashMap};
 use collector::Ingest;
 use collector::otlp::Payload;
 use collector::receive::Transport;
+use ebpf_probes_common::{HistKey, SUM_SLOT, probe};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::{
-    Histogram, Metric, ResourceMetrics, ScopeMetrics, metric,
+    Histogram, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric,
+    number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use serde::{Deserialize, Serialize};
 
-use histogram::kv;
+use histogram::{Labels, Log2Histograms, kv};
 
 /// The kernel-side object, when built with the `embed` feature.
 #[cfg(feature = "embed")]
@@ -44,8 +55,17 @@ pub static PROGRAMS: Option<&[u8]> = None;
 pub struct ProbesConfig {
     /// Load any probe at all.
     pub enabled: bool,
-    /// Run-queue latency histograms per cgroup.
+    /// Run-queue latency per cgroup.
     pub runqueue: bool,
+    /// Block I/O latency per device and operation.
+    pub block_io: bool,
+    /// Syscall latency per syscall and process. Off by default: it runs on
+    /// every syscall of every process.
+    pub syscalls: bool,
+    /// TCP connect latency and retransmits.
+    pub tcp: bool,
+    /// Syscall series kept: the (syscall, process) pairs with the most time.
+    pub syscalls_top_n: usize,
     /// How often the kernel maps are drained into the store.
     #[serde(with = "humantime_serde")]
     pub drain_interval: Duration,
@@ -56,12 +76,53 @@ impl Default for ProbesConfig {
         ProbesConfig {
             enabled: true,
             runqueue: true,
+            block_io: true,
+            syscalls: false,
+            tcp: true,
+            syscalls_top_n: 20,
             drain_interval: Duration::from_secs(5),
         }
     }
 }
 
-/// Why a probe is off.
+/// One probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Probe {
+    /// Run-queue latency.
+    RunQueue,
+    /// Block I/O latency.
+    BlockIo,
+    /// Syscall latency.
+    Syscalls,
+    /// TCP connect latency and retransmits.
+    Tcp,
+}
+
+impl Probe {
+    /// Every probe.
+    pub const ALL: [Probe; 4] = [Probe::RunQueue, Probe::BlockIo, Probe::Syscalls, Probe::Tcp];
+
+    /// Its name in config, logs and `sightline_probe_up{probe}`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Probe::RunQueue => "runqueue",
+            Probe::BlockIo => "block_io",
+            Probe::Syscalls => "syscalls",
+            Probe::Tcp => "tcp",
+        }
+    }
+
+    fn wanted(self, c: &ProbesConfig) -> bool {
+        match self {
+            Probe::RunQueue => c.runqueue,
+            Probe::BlockIo => c.block_io,
+            Probe::Syscalls => c.syscalls,
+            Probe::Tcp => c.tcp,
+        }
+    }
+}
+
+/// Why probes are off.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     /// Built without the `embed` feature.
@@ -89,13 +150,35 @@ pub enum ProbeError {
     MissingMap(&'static str),
 }
 
+/// What the probes counted since start.
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// Run-queue latency per cgroup.
+    pub runqueue: Log2Histograms,
+    /// Block I/O latency per device and operation.
+    pub block_io: Log2Histograms,
+    /// Syscall latency per syscall and process.
+    pub syscalls: Log2Histograms,
+    /// TCP connect latency per remote port.
+    pub tcp_connect: Log2Histograms,
+    /// TCP retransmits per remote address and port.
+    pub tcp_retransmits: BTreeMap<Labels, u64>,
+}
+
 /// The running probes.
 pub struct Probes {
     // Dropping the object detaches the programs.
     _ebpf: aya::Ebpf,
-    runqueue: Option<runqueue::RunQueue>,
+    hist: PerCpuHashMap<MapData, HistKey, u64>,
+    running: Vec<Probe>,
+    /// Counts since start.
+    pub totals: Totals,
+    cgroups: cgroup::Cache,
+    comms: names::Comms,
+    devices: BTreeMap<u32, String>,
     start_ns: u64,
     host: String,
+    top_n: usize,
 }
 
 fn now_ns() -> u64 {
@@ -111,62 +194,202 @@ pub fn host_name() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+fn labels(pairs: &[(&str, String)]) -> Labels {
+    let mut l: Labels = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    l.sort();
+    l
+}
+
 impl Probes {
-    /// Loads the programs and attaches the enabled probes. Probes that fail
-    /// are logged and reported off; `Err` only when none could start.
+    /// Loads the programs and attaches the probes `config` wants. A probe
+    /// that cannot attach (say, a tracepoint this kernel lacks) is logged
+    /// and off; `Err` when nothing could be loaded at all.
     pub fn start(
         config: &ProbesConfig,
         metrics: &collector::self_metrics::SelfMetrics,
     ) -> Result<Probes, ProbeError> {
-        let up = |probe: &str, on: bool| {
-            metrics
-                .probe_up
-                .with_label_values(&[probe])
-                .set(i64::from(on))
-        };
-        up("runqueue", false);
-        let Some(object) = PROGRAMS else {
-            return Err(ProbeError::NotBuilt);
-        };
+        for p in Probe::ALL {
+            metrics.probe_up.with_label_values(&[p.name()]).set(0);
+        }
+        let object = PROGRAMS.ok_or(ProbeError::NotBuilt)?;
         tracefs::ensure_mounted();
         let mut ebpf = aya::Ebpf::load(object)?;
-        let runqueue = match config.runqueue {
-            false => None,
-            true => match runqueue::RunQueue::attach(&mut ebpf) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::warn!(probe = "runqueue", error = %e, "probe off");
-                    None
+        let mut running = Vec::new();
+        for p in Probe::ALL.into_iter().filter(|p| p.wanted(config)) {
+            match attach::attach(&mut ebpf, p) {
+                Ok(()) => {
+                    metrics.probe_up.with_label_values(&[p.name()]).set(1);
+                    running.push(p);
                 }
-            },
-        };
-        up("runqueue", runqueue.is_some());
+                Err(e) => tracing::warn!(probe = p.name(), error = %e, "probe off"),
+            }
+        }
+        let map = ebpf
+            .take_map("HIST")
+            .ok_or(ProbeError::MissingMap("HIST"))?;
         Ok(Probes {
+            hist: PerCpuHashMap::try_from(map)?,
             _ebpf: ebpf,
-            runqueue,
+            running,
+            totals: Totals::default(),
+            cgroups: cgroup::Cache::default(),
+            comms: names::Comms::default(),
+            devices: BTreeMap::new(),
             start_ns: now_ns(),
             host: host_name(),
+            top_n: config.syscalls_top_n,
         })
     }
 
-    /// Drains every probe; returns the metrics to store (none yet: `None`).
+    /// The probes that attached.
+    pub fn running(&self) -> &[Probe] {
+        &self.running
+    }
+
+    /// Moves the kernel's counts into [`Probes::totals`] and empties the
+    /// map. An increment landing between a read and its delete is lost; at
+    /// drain intervals of seconds that is a few events in millions.
+    pub fn collect(&mut self) {
+        let keys: Vec<HistKey> = self.hist.keys().filter_map(Result::ok).collect();
+        for key in keys {
+            let Ok(values) = self.hist.get(&key, 0) else {
+                continue;
+            };
+            let _ = self.hist.remove(&key);
+            let n: u64 = values.iter().sum();
+            if n > 0 {
+                self.record(key, n);
+            }
+        }
+        self.cgroups.prune();
+    }
+
+    fn record(&mut self, key: HistKey, n: u64) {
+        let (l, hist) = match key.probe {
+            probe::RUNQUEUE => {
+                let place = self.cgroups.get(key.a);
+                let mut pairs = vec![("cgroup", place.cgroup)];
+                pairs.extend(place.container_id.map(|c| ("container.id", c)));
+                pairs.extend(place.pod_uid.map(|u| ("k8s.pod.uid", u)));
+                (labels(&pairs), &mut self.totals.runqueue)
+            }
+            probe::BLOCK => {
+                let dev = self
+                    .devices
+                    .entry(key.a)
+                    .or_insert_with(|| names::device_name(key.a))
+                    .clone();
+                (
+                    labels(&[
+                        ("device", dev),
+                        ("operation", names::block_op(key.b).into()),
+                    ]),
+                    &mut self.totals.block_io,
+                )
+            }
+            probe::SYSCALL => {
+                let comm = self.comms.get(key.b);
+                let l = labels(&[
+                    ("syscall", names::syscall_name(key.a)),
+                    ("process", comm),
+                    ("pid", key.b.to_string()),
+                ]);
+                (l, &mut self.totals.syscalls)
+            }
+            probe::TCP_CONNECT => (
+                labels(&[("port", key.a.to_string())]),
+                &mut self.totals.tcp_connect,
+            ),
+            probe::TCP_RETRANSMIT => {
+                let addr = match key.a {
+                    0 => "ipv6".to_string(),
+                    a => std::net::Ipv4Addr::from(a.to_le_bytes()).to_string(),
+                };
+                *self
+                    .totals
+                    .tcp_retransmits
+                    .entry(labels(&[("address", addr), ("port", key.b.to_string())]))
+                    .or_default() += n;
+                return;
+            }
+            _ => return,
+        };
+        if key.slot == SUM_SLOT {
+            hist.add_sum(l, n);
+        } else {
+            hist.add(l, key.slot, n);
+        }
+    }
+
+    /// Drains the kernel maps and returns every probe metric, cumulative
+    /// since start (`None` before anything was seen).
     pub fn drain(&mut self) -> Option<ExportMetricsServiceRequest> {
+        self.collect();
         let now = now_ns();
+        let t = &self.totals;
         let mut metrics = Vec::new();
-        if let Some(r) = &mut self.runqueue {
-            r.drain();
-            if !r.totals.is_empty() {
+        let histograms = [
+            (
+                "sightline.runqueue.latency",
+                "Time runnable threads waited for a CPU, per cgroup (eBPF, sched tracepoints).",
+                &t.runqueue,
+            ),
+            (
+                "sightline.block.io.latency",
+                "Block I/O request latency from issue to completion, per device and operation (eBPF).",
+                &t.block_io,
+            ),
+            (
+                "sightline.tcp.connect.latency",
+                "TCP active connect latency, SYN_SENT to ESTABLISHED, per remote port (eBPF).",
+                &t.tcp_connect,
+            ),
+        ];
+        let top = t.syscalls.top_by_sum(self.top_n);
+        for (name, description, h) in histograms.into_iter().chain([(
+            "sightline.syscall.latency",
+            "Syscall latency per syscall and process, the top N pairs by total time (eBPF, raw_syscalls).",
+            &top,
+        )]) {
+            if !h.is_empty() {
                 metrics.push(Metric {
-                    name: "sightline.runqueue.latency".into(),
-                    description: "Time runnable threads waited for a CPU, per cgroup (eBPF, sched tracepoints).".into(),
+                    name: name.into(),
+                    description: description.into(),
                     unit: "s".into(),
                     data: Some(metric::Data::Histogram(Histogram {
-                        data_points: r.totals.points(self.start_ns, now),
+                        data_points: h.points(self.start_ns, now),
                         aggregation_temporality: 2,
                     })),
                     ..Default::default()
                 });
             }
+        }
+        if !t.tcp_retransmits.is_empty() {
+            metrics.push(Metric {
+                name: "sightline.tcp.retransmits".into(),
+                description: "TCP segments retransmitted, per remote address and port (eBPF)."
+                    .into(),
+                unit: "{segment}".into(),
+                data: Some(metric::Data::Sum(Sum {
+                    data_points: t
+                        .tcp_retransmits
+                        .iter()
+                        .map(|(l, n)| NumberDataPoint {
+                            attributes: l.iter().map(|(k, v)| kv(k, v)).collect(),
+                            start_time_unix_nano: self.start_ns,
+                            time_unix_nano: now,
+                            value: Some(number_data_point::Value::AsInt(*n as i64)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    aggregation_temporality: 2,
+                    is_monotonic: true,
+                })),
+                ..Default::default()
+            });
         }
         (!metrics.is_empty()).then(|| ExportMetricsServiceRequest {
             resource_metrics: vec![ResourceMetrics {
@@ -181,11 +404,6 @@ impl Probes {
                 ..Default::default()
             }],
         })
-    }
-
-    /// The run-queue probe, for tests and one-shot tools.
-    pub fn runqueue(&mut self) -> Option<&mut runqueue::RunQueue> {
-        self.runqueue.as_mut()
     }
 
     /// Drains every `drain_interval` into `ingest` until `stop`.
@@ -223,9 +441,15 @@ pub fn spawn(
     if !config.enabled {
         return None;
     }
+    let wanted: Vec<&str> = Probe::ALL
+        .iter()
+        .filter(|p| p.wanted(config))
+        .map(|p| p.name())
+        .collect();
     match Probes::start(config, ingest.metrics()) {
         Ok(p) => {
-            tracing::info!("eBPF probes running: runqueue");
+            let names: Vec<&str> = p.running().iter().map(|p| p.name()).collect();
+            tracing::info!(probes = ?names, "eBPF probes running");
             Some(tokio::spawn(p.run(
                 ingest.clone(),
                 config.drain_interval,
@@ -233,7 +457,7 @@ pub fn spawn(
             )))
         }
         Err(e) => {
-            tracing::warn!(error = %e, "eBPF probes off (runqueue); everything else runs");
+            tracing::warn!(error = %e, "eBPF probes off ({}); everything else runs", wanted.join(", "));
             None
         }
     }

@@ -99,7 +99,7 @@ fn run_queue_latency_matches_a_bpftrace_runqlat() {
     // Ours first, then bpftrace; each count is divided by its own window.
     let mut probes =
         Probes::start(&ProbesConfig::default(), &metrics).expect("probes load (as root)");
-    let rq = probes.runqueue().expect("run-queue probe attached");
+    assert!(probes.running().contains(&ebpf_probes::Probe::RunQueue));
     let mut bt = Command::new("bpftrace")
         .args(["-e", SCRIPT])
         .stdout(Stdio::piped())
@@ -110,11 +110,11 @@ fn run_queue_latency_matches_a_bpftrace_runqlat() {
     let attached = lines.next().expect("bpftrace output").unwrap();
     let bt_start = Instant::now();
     assert!(attached.starts_with("Attaching"), "{attached}");
-    rq.drain();
+    probes.collect();
     let our_start = Instant::now();
-    let before = counts(rq);
+    let before = probes.totals.runqueue.merged();
     std::thread::sleep(Duration::from_secs(8));
-    rq.drain();
+    probes.collect();
     let our_window = our_start.elapsed().as_secs_f64();
     // bpftrace prints its histogram on SIGINT.
     Command::new("kill")
@@ -122,7 +122,14 @@ fn run_queue_latency_matches_a_bpftrace_runqlat() {
         .status()
         .unwrap();
     let bt_window = bt_start.elapsed().as_secs_f64();
-    let ours: Vec<u64> = counts(rq).iter().zip(&before).map(|(a, b)| a - b).collect();
+    let ours: Vec<u64> = probes
+        .totals
+        .runqueue
+        .merged()
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a - b)
+        .collect();
     let text: String = lines.map_while(Result::ok).collect::<Vec<_>>().join("\n");
     bt.wait().unwrap();
     stop.store(true, Ordering::Relaxed);
@@ -152,22 +159,6 @@ fn run_queue_latency_matches_a_bpftrace_runqlat() {
         "medians: ours slot {m_ours}, bpftrace slot {m_theirs}\nours {ours:?}\nbpftrace {theirs:?}"
     );
     assert_eq!(metrics.probe_up.with_label_values(&["runqueue"]).get(), 1);
-}
-
-/// Counts per slot so far, all cgroups together.
-fn counts(rq: &ebpf_probes::runqueue::RunQueue) -> Vec<u64> {
-    rq.totals
-        .points(0, 0)
-        .into_iter()
-        .map(|p| p.bucket_counts)
-        .fold(vec![0u64; 32], add)
-}
-
-fn add(mut a: Vec<u64>, b: Vec<u64>) -> Vec<u64> {
-    for (x, y) in a.iter_mut().zip(b) {
-        *x += y;
-    }
-    a
 }
 
 #[test]
