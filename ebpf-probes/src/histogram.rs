@@ -63,7 +63,7 @@ impl Log2Histograms {
     /// left out, not merged into an "other" series that would mislabel).
     pub fn top_by_sum(&self, n: usize) -> Log2Histograms {
         let mut all: Vec<_> = self.totals.iter().collect();
-        all.sort_by(|a, b| b.1.1.cmp(&a.1.1));
+        all.sort_by_key(|b| std::cmp::Reverse(b.1.1));
         Log2Histograms {
             totals: all
                 .into_iter()
