@@ -54,6 +54,22 @@ impl Log2Histograms {
         out
     }
 
+    /// The label sets that contain every pair of `wanted`.
+    pub fn only(&self, wanted: &[(&str, &str)]) -> Log2Histograms {
+        Log2Histograms {
+            totals: self
+                .totals
+                .iter()
+                .filter(|(l, _)| {
+                    wanted
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+                })
+                .map(|(l, v)| (l.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
     /// The label sets, for tests and tools.
     pub fn label_sets(&self) -> impl Iterator<Item = &Labels> {
         self.totals.keys()

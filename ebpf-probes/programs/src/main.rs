@@ -25,9 +25,10 @@ static HIST: PerCpuHashMap<HistKey, u64> = PerCpuHashMap::with_max_entries(65_53
 #[map]
 static RUNQ_START: HashMap<u32, u64> = HashMap::with_max_entries(65_536, 0);
 
-/// Block requests in flight: (dev, sector) → (issue time, operation).
+/// Block requests in flight: [dev, sector] → (issue time, operation). An
+/// array key, not a tuple: a tuple's padding bytes would be hashed too.
 #[map]
-static BLOCK_START: HashMap<(u32, u64), (u64, u32)> = HashMap::with_max_entries(65_536, 0);
+static BLOCK_START: HashMap<[u64; 2], (u64, u32)> = HashMap::with_max_entries(65_536, 0);
 
 /// Syscalls in flight per thread: tid → (enter time, syscall number).
 #[map]
@@ -145,7 +146,7 @@ pub fn block_rq_issue(ctx: TracePointContext) -> u32 {
     ) else {
         return 0;
     };
-    let _ = BLOCK_START.insert(&(dev, sector), &(now(), block_op(rwbs)), 0);
+    let _ = BLOCK_START.insert(&[u64::from(dev), sector], &(now(), block_op(rwbs)), 0);
     0
 }
 
@@ -157,7 +158,7 @@ pub fn block_rq_complete(ctx: TracePointContext) -> u32 {
     ) else {
         return 0;
     };
-    let key = (dev, sector);
+    let key = [u64::from(dev), sector];
     let Some((start, op)) = (unsafe { BLOCK_START.get(&key) }).copied() else {
         return 0;
     };

@@ -1,0 +1,305 @@
+//! Each probe against an independent measurement: bpftrace scripts
+//! (Debian's bpftrace) doing what `runqlat`, `biolatency`, a TCP connect
+//! latency tool and a per-process syscall latency tool do, over the same
+//! window, under load this test generates (CPU contention, `dd
+//! oflag=direct`, loopback connects). Sample rates must agree within 10 %
+//! and the medians within one log2 bucket.
+#![cfg(feature = "embed")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ebpf_probes::{Probes, ProbesConfig};
+
+const RUNQLAT: &str = r#"
+tracepoint:sched:sched_wakeup, tracepoint:sched:sched_wakeup_new {
+    if (args->pid != 0) { @qtime[args->pid] = nsecs; }
+}
+tracepoint:sched:sched_switch {
+    if (args->prev_state == 0 && args->prev_pid != 0) { @qtime[args->prev_pid] = nsecs; }
+    $ns = @qtime[args->next_pid];
+    if ($ns) { @usecs = hist((nsecs - $ns) / 1000); }
+    delete(@qtime[args->next_pid]);
+}
+END { clear(@qtime); }
+"#;
+
+/// Four threads on a two-core machine, each spinning 200 µs then sleeping
+/// 300 µs: plenty of wakeups that wait for a CPU.
+fn contention(stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+    (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    while t.elapsed() < Duration::from_micros(200) {
+                        std::hint::spin_loop();
+                    }
+                    std::thread::sleep(Duration::from_micros(300));
+                }
+            })
+        })
+        .collect()
+}
+
+/// Parses bpftrace's `hist()` output into counts per log2 slot (ours:
+/// slot s holds [2^s, 2^(s+1)) µs, with 0 and 1 µs in slot 0).
+fn parse_hist(out: &str) -> Vec<u64> {
+    let mut slots = vec![0u64; 32];
+    for line in out.lines() {
+        let Some(rest) = line.trim().strip_prefix('[') else {
+            continue;
+        };
+        let Some((range, tail)) = rest.split_once(']').or_else(|| rest.split_once(')')) else {
+            continue;
+        };
+        let lower = range.split(',').next().unwrap_or("").trim();
+        let value = |s: &str| -> Option<u64> {
+            let (num, mult) = match s.chars().last()? {
+                'K' => (&s[..s.len() - 1], 1u64 << 10),
+                'M' => (&s[..s.len() - 1], 1 << 20),
+                'G' => (&s[..s.len() - 1], 1 << 30),
+                _ => (s, 1),
+            };
+            num.parse::<u64>().ok().map(|n| n * mult)
+        };
+        let (Some(lo), Some(count)) = (
+            value(lower),
+            tail.split_whitespace()
+                .next()
+                .and_then(|c| c.parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        let slot = if lo <= 1 { 0 } else { 63 - lo.leading_zeros() } as usize;
+        slots[slot.min(31)] += count;
+    }
+    slots
+}
+
+fn median_slot(slots: &[u64]) -> usize {
+    let total: u64 = slots.iter().sum();
+    let mut seen = 0;
+    for (i, n) in slots.iter().enumerate() {
+        seen += n;
+        if seen * 2 >= total {
+            return i;
+        }
+    }
+    slots.len() - 1
+}
+/// Runs bpftrace `script` and our probes over the same window while
+/// `workload` runs, then compares sample rates (within 10 %) and median
+/// log2 slots (within one) of bpftrace's `hist()` and `ours(totals)`.
+fn compare(
+    script: &str,
+    config: ProbesConfig,
+    workload: impl FnOnce(Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>>,
+    ours: impl Fn(&ebpf_probes::Totals) -> Vec<u64>,
+    min_samples: f64,
+) {
+    let metrics = collector::self_metrics::SelfMetrics::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = workload(stop.clone());
+    // Ours first, then bpftrace; each count is divided by its own window.
+    let mut probes = Probes::start(&config, &metrics).expect("probes load (as root)");
+    let mut bt = Command::new("bpftrace")
+        .args(["-e", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bpftrace is installed by scripts/setup.sh");
+    let mut lines = BufReader::new(bt.stdout.take().unwrap()).lines();
+    let attached = lines.next().expect("bpftrace output").unwrap();
+    let bt_start = Instant::now();
+    assert!(attached.starts_with("Attaching"), "{attached}");
+    probes.collect();
+    let our_start = Instant::now();
+    let before = ours(&probes.totals);
+    std::thread::sleep(Duration::from_secs(6));
+    probes.collect();
+    let our_window = our_start.elapsed().as_secs_f64();
+    // bpftrace prints its histogram on SIGINT.
+    Command::new("kill")
+        .args(["-INT", &bt.id().to_string()])
+        .status()
+        .unwrap();
+    let bt_window = bt_start.elapsed().as_secs_f64();
+    let after = ours(&probes.totals);
+    let mine: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    let text: String = lines.map_while(Result::ok).collect::<Vec<_>>().join("\n");
+    bt.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    load.into_iter().for_each(|t| t.join().unwrap());
+
+    let theirs = parse_hist(&text);
+    let n_ours = mine.iter().sum::<u64>() as f64;
+    let n_theirs = theirs.iter().sum::<u64>() as f64;
+    assert!(
+        n_theirs >= min_samples,
+        "too few samples to compare ({n_theirs}): {text}"
+    );
+    let (r_ours, r_theirs) = (n_ours / our_window, n_theirs / bt_window);
+    let (m_ours, m_theirs) = (median_slot(&mine), median_slot(&theirs));
+    eprintln!(
+        "ours {n_ours} in {our_window:.2} s ({r_ours:.0}/s), bpftrace {n_theirs} in {bt_window:.2} s ({r_theirs:.0}/s); median slots {m_ours} / {m_theirs}"
+    );
+    let diff = (r_ours - r_theirs).abs() / r_theirs;
+    assert!(
+        diff <= 0.10,
+        "sample rates differ by {:.1} %\nours {mine:?}\nbpftrace {theirs:?}",
+        diff * 100.0
+    );
+    assert!(
+        m_ours.abs_diff(m_theirs) <= 1,
+        "medians: ours slot {m_ours}, bpftrace slot {m_theirs}\nours {mine:?}\nbpftrace {theirs:?}"
+    );
+    for p in probes.running() {
+        assert_eq!(metrics.probe_up.with_label_values(&[p.name()]).get(), 1);
+    }
+}
+
+/// A config with only the probe `enable` switches on.
+fn only(enable: fn(&mut ProbesConfig)) -> ProbesConfig {
+    let mut c = ProbesConfig {
+        runqueue: false,
+        block_io: false,
+        syscalls: false,
+        tcp: false,
+        ..Default::default()
+    };
+    enable(&mut c);
+    c
+}
+
+#[test]
+fn run_queue_latency_matches_a_bpftrace_runqlat() {
+    compare(
+        RUNQLAT,
+        only(|c| c.runqueue = true),
+        contention,
+        |t| t.runqueue.merged(),
+        1000.0,
+    );
+}
+
+const BIOLATENCY: &str = r#"
+tracepoint:block:block_rq_issue { @start[args->dev, args->sector] = nsecs; }
+tracepoint:block:block_rq_complete /@start[args->dev, args->sector]/ {
+    @usecs = hist((nsecs - @start[args->dev, args->sector]) / 1000);
+    delete(@start[args->dev, args->sector]);
+}
+END { clear(@start); }
+"#;
+
+/// Direct (uncached) synchronous 4 KiB writes with `dd`, in a loop.
+fn direct_io(stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+    let file = std::env::temp_dir().join(format!("sightline-bio-{}", std::process::id()));
+    vec![std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let ok = Command::new("dd")
+                .args(["if=/dev/zero", &format!("of={}", file.display())])
+                .args(["bs=4k", "count=200", "oflag=direct,dsync"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "dd oflag=direct failed");
+        }
+        let _ = std::fs::remove_file(&file);
+    })]
+}
+
+#[test]
+fn block_io_latency_matches_a_bpftrace_biolatency() {
+    compare(
+        BIOLATENCY,
+        only(|c| c.block_io = true),
+        direct_io,
+        |t| t.block_io.merged(),
+        200.0,
+    );
+}
+
+type Workload = Box<dyn FnOnce(Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>>>;
+
+/// Loopback connects to `listener`, one every 2 ms.
+fn connects(listener: std::net::TcpListener) -> Workload {
+    let port = listener.local_addr().unwrap().port();
+    Box::new(move |stop: Arc<AtomicBool>| {
+        let accept_stop = stop.clone();
+        listener.set_nonblocking(true).unwrap();
+        let acceptor = std::thread::spawn(move || {
+            while !accept_stop.load(Ordering::Relaxed) {
+                if listener.accept().is_err() {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        });
+        let client = std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::net::TcpStream::connect(("127.0.0.1", port));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        vec![acceptor, client]
+    })
+}
+
+#[test]
+fn tcp_connect_latency_matches_bpftrace() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = format!(
+        r#"
+tracepoint:sock:inet_sock_set_state /args->protocol == 6 && args->dport == {port}/ {{
+    if (args->newstate == 2) {{ @start[args->skaddr] = nsecs; }}
+    else if (args->oldstate == 2) {{
+        if (args->newstate == 1 && @start[args->skaddr]) {{ @usecs = hist((nsecs - @start[args->skaddr]) / 1000); }}
+        delete(@start[args->skaddr]);
+    }}
+}}
+END {{ clear(@start); }}
+"#
+    );
+    let label = port.to_string();
+    compare(
+        &script,
+        only(|c| c.tcp = true),
+        connects(listener),
+        move |t| t.tcp_connect.only(&[("port", &label)]).merged(),
+        300.0,
+    );
+}
+
+#[test]
+fn syscall_latency_of_one_process_matches_bpftrace() {
+    let pid = std::process::id();
+    let script = format!(
+        r#"
+tracepoint:raw_syscalls:sys_enter /pid == {pid}/ {{ @s[tid] = nsecs; }}
+tracepoint:raw_syscalls:sys_exit /pid == {pid} && @s[tid]/ {{ @usecs = hist((nsecs - @s[tid]) / 1000); delete(@s[tid]); }}
+END {{ clear(@s); }}
+"#
+    );
+    let label = pid.to_string();
+    let mut config = only(|c| c.syscalls = true);
+    config.syscalls_top_n = usize::MAX;
+    compare(
+        &script,
+        config,
+        contention,
+        move |t| t.syscalls.only(&[("pid", &label)]).merged(),
+        1000.0,
+    );
+}
+
+#[test]
+fn bpftrace_histograms_parse_into_log2_slots() {
+    let out = "@usecs:\n[0]    3 |@|\n[1]    2 |@|\n[2, 4)   5 |@|\n[1K, 2K)   7 |@|\n";
+    let s = parse_hist(out);
+    assert_eq!((s[0], s[1], s[10]), (5, 5, 7));
+}
