@@ -45,6 +45,7 @@ need_test_apt=()
 command -v prometheus >/dev/null || need_test_apt+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_test_apt+=(prometheus-alertmanager)
 command -v bpftrace >/dev/null || need_test_apt+=(bpftrace)
+command -v perf >/dev/null || need_test_apt+=(linux-perf)
 command -v psql >/dev/null || need_test_apt+=(postgresql-client)
 if ((${#need_test_apt[@]})); then
   log "installing Debian test packages: ${need_test_apt[*]}"

@@ -18,6 +18,7 @@ pub mod attach;
 pub mod cgroup;
 pub mod histogram;
 pub mod names;
+pub mod profile;
 pub mod tracefs;
 
 use std::collections::BTreeMap;
@@ -148,6 +149,16 @@ pub enum ProbeError {
     /// The object lacks a map (a build mismatch).
     #[error("the eBPF object has no map {0}")]
     MissingMap(&'static str),
+    /// The online CPUs could not be read.
+    #[error("cannot list the online CPUs: {0}")]
+    Cpus(String),
+}
+
+/// Loads the eBPF object (for one-shot tools such as `sightline profile`).
+pub fn load() -> Result<aya::Ebpf, ProbeError> {
+    let object = PROGRAMS.ok_or(ProbeError::NotBuilt)?;
+    tracefs::ensure_mounted();
+    Ok(aya::Ebpf::load(object)?)
 }
 
 /// What the probes counted since start.

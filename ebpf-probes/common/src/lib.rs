@@ -45,6 +45,8 @@ pub mod config {
     pub const RETR_FAMILY: u32 = 17;
     /// `tcp:tcp_retransmit_skb` → `daddr`.
     pub const RETR_DADDR: u32 = 18;
+    /// Profile only this process (tgid); 0 profiles every process.
+    pub const PROFILE_TGID: u32 = 19;
     /// Number of entries.
     pub const LEN: u32 = 32;
 }
@@ -102,6 +104,28 @@ pub struct HistKey {
 #[cfg(feature = "user")]
 // SAFETY: plain old data: four u32, no padding.
 unsafe impl aya::Pod for HistKey {}
+
+/// Key of the CPU profiler's sample counts: who was on the CPU and the
+/// ids of its user and kernel stacks in the stack-trace map (negative: no
+/// stack, e.g. a kernel thread has no user stack).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProfileKey {
+    /// Process id.
+    pub tgid: u32,
+    /// Thread id.
+    pub pid: u32,
+    /// User stack id, or a negative errno.
+    pub user_stack: i32,
+    /// Kernel stack id, or a negative errno.
+    pub kernel_stack: i32,
+    /// Thread name, NUL-padded.
+    pub comm: [u8; 16],
+}
+
+#[cfg(feature = "user")]
+// SAFETY: plain old data: 4 × 4 bytes and 16 bytes, no padding.
+unsafe impl aya::Pod for ProfileKey {}
 
 /// floor(log2(v)) for v ≥ 1, 0 for 0, capped at `SLOTS - 1`; a bounded
 /// loop the verifier accepts.

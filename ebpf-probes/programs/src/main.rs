@@ -7,11 +7,13 @@
 #![no_std]
 #![no_main]
 
-use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns};
-use aya_ebpf::macros::{map, tracepoint};
-use aya_ebpf::maps::{Array, HashMap, PerCpuHashMap};
-use aya_ebpf::programs::TracePointContext;
-use ebpf_probes_common::{HistKey, SUM_SLOT, block_op, config, log2_slot, probe};
+use aya_ebpf::bindings::BPF_F_USER_STACK;
+use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns};
+use aya_ebpf::macros::{map, perf_event, tracepoint};
+use aya_ebpf::maps::{Array, HashMap, PerCpuHashMap, StackTrace};
+use aya_ebpf::programs::tracing::StackIdContext;
+use aya_ebpf::programs::{PerfEventContext, TracePointContext};
+use ebpf_probes_common::{HistKey, ProfileKey, SUM_SLOT, block_op, config, log2_slot, probe};
 
 /// Tracepoint field offsets (see `ebpf_probes_common::config`).
 #[map]
@@ -236,6 +238,45 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
         _ => 0,
     };
     bump(HistKey { probe: probe::TCP_RETRANSMIT, a: addr, b: u32::from(port), slot: 0 }, 1);
+    0
+}
+
+// CPU profiler.
+
+/// Kernel and user stacks of the samples, by id.
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(16_384, 0);
+
+/// Samples per (thread, stacks); drained by user space.
+#[map]
+static PROFILE: PerCpuHashMap<ProfileKey, u64> = PerCpuHashMap::with_max_entries(16_384, 0);
+
+#[perf_event]
+pub fn cpu_profile(ctx: PerfEventContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if tgid == 0 {
+        return 0; // The idle task: no one was waiting for this CPU.
+    }
+    let target = CONFIG.get(config::PROFILE_TGID).copied().unwrap_or(0);
+    if target != 0 && target != tgid {
+        return 0;
+    }
+    let user_stack = ctx.get_stackid(&STACKS, u64::from(BPF_F_USER_STACK)).map_or(-1, |id| id as i32);
+    let kernel_stack = ctx.get_stackid(&STACKS, 0).map_or(-1, |id| id as i32);
+    let key = ProfileKey {
+        tgid,
+        pid: pid_tgid as u32,
+        user_stack,
+        kernel_stack,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    };
+    match PROFILE.get_ptr_mut(&key) {
+        Some(v) => unsafe { *v += 1 },
+        None => {
+            let _ = PROFILE.insert(&key, &1, 0);
+        }
+    }
     0
 }
 

@@ -1,0 +1,228 @@
+//! The CPU profiler: a `perf_event` program on the software `cpu-clock`
+//! event of every CPU samples who is on the CPU with their kernel and user
+//! stacks (user stacks by frame pointers); user space counts the samples
+//! per (thread, stacks), symbolizes the frames with blazesym (ELF symbols
+//! and DWARF for user space, `/proc/kallsyms` for the kernel) and renders
+//! folded stacks or a flame graph SVG (inferno).
+
+use std::collections::BTreeMap;
+
+use aya::Ebpf;
+use aya::maps::{Array, MapData, PerCpuHashMap, StackTraceMap};
+use aya::programs::PerfEvent;
+use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
+use blazesym::symbolize::source::{Kernel, Process, Source};
+use blazesym::symbolize::{Input, Symbolized, Symbolizer};
+use ebpf_probes_common::{ProfileKey, config};
+
+use crate::ProbeError;
+
+/// One aggregated sample: a thread, its stack root to leaf, how often.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Sample {
+    /// Process id.
+    pub tgid: u32,
+    /// Thread name.
+    pub comm: String,
+    /// Frames from the root (`main`, `_start`, …) to the leaf; kernel
+    /// frames last, suffixed `_[k]` as in Brendan Gregg's folded format.
+    pub frames: Vec<String>,
+    /// Samples with exactly this stack.
+    pub count: u64,
+}
+
+/// What a drain found besides the samples.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DrainStats {
+    /// Samples whose user stack was a single frame: the process was
+    /// probably built without frame pointers, so only its leaf is shown.
+    pub without_frame_pointers: u64,
+}
+
+/// The attached profiler.
+pub struct Profiler {
+    counts: PerCpuHashMap<MapData, ProfileKey, u64>,
+    stacks: StackTraceMap<MapData>,
+    symbolizer: Symbolizer,
+}
+
+/// The frame shown for user stacks that are only their leaf.
+pub const NO_FRAME_POINTERS: &str = "[no frame pointers]";
+
+impl Profiler {
+    /// Attaches to `cpu-clock` on every online CPU at `frequency` Hz,
+    /// sampling only `tgid` when given.
+    pub fn attach(
+        ebpf: &mut Ebpf,
+        frequency: u64,
+        tgid: Option<u32>,
+    ) -> Result<Profiler, ProbeError> {
+        let map = ebpf
+            .map_mut("CONFIG")
+            .ok_or(ProbeError::MissingMap("CONFIG"))?;
+        let mut cfg: Array<_, u32> = Array::try_from(map)?;
+        cfg.set(config::PROFILE_TGID, tgid.unwrap_or(0), 0)?;
+        let program: &mut PerfEvent = ebpf
+            .program_mut("cpu_profile")
+            .ok_or(ProbeError::MissingProgram("cpu_profile"))?
+            .try_into()?;
+        program.load()?;
+        let cpus = aya::util::online_cpus()
+            .map_err(|(what, e)| ProbeError::Cpus(format!("{what}: {e}")))?;
+        for cpu in cpus {
+            program.attach(
+                PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                PerfEventScope::AllProcessesOneCpu { cpu },
+                SamplePolicy::Frequency(frequency),
+                false,
+            )?;
+        }
+        let counts = ebpf
+            .take_map("PROFILE")
+            .ok_or(ProbeError::MissingMap("PROFILE"))?;
+        let stacks = ebpf
+            .take_map("STACKS")
+            .ok_or(ProbeError::MissingMap("STACKS"))?;
+        Ok(Profiler {
+            counts: PerCpuHashMap::try_from(counts)?,
+            stacks: StackTraceMap::try_from(stacks)?,
+            symbolizer: Symbolizer::new(),
+        })
+    }
+
+    /// Moves the samples out of the kernel, symbolized. Stack ids are not
+    /// removed while other keys may still use them; the stack map is
+    /// cleared only when no sample refers to it any more (every drain).
+    pub fn drain(&mut self) -> (Vec<Sample>, DrainStats) {
+        let keys: Vec<ProfileKey> = self.counts.keys().filter_map(Result::ok).collect();
+        let mut merged: BTreeMap<(u32, String, Vec<String>), u64> = BTreeMap::new();
+        let mut stats = DrainStats::default();
+        let mut used = Vec::new();
+        for key in keys {
+            let Ok(values) = self.counts.get(&key, 0) else {
+                continue;
+            };
+            let _ = self.counts.remove(&key);
+            let n: u64 = values.iter().sum();
+            if n == 0 {
+                continue;
+            }
+            let user = self.user_frames(&key);
+            if user.len() == 1 {
+                stats.without_frame_pointers += n;
+            }
+            let mut frames = user;
+            if frames.len() == 1 {
+                frames.insert(0, NO_FRAME_POINTERS.to_string());
+            }
+            frames.extend(self.kernel_frames(key.kernel_stack));
+            used.extend([key.user_stack, key.kernel_stack]);
+            let comm = comm(&key.comm);
+            *merged.entry((key.tgid, comm, frames)).or_default() += n;
+        }
+        for id in used.into_iter().filter(|id| *id >= 0) {
+            let _ = self.stacks.remove(&(id as u32));
+        }
+        let samples = merged
+            .into_iter()
+            .map(|((tgid, comm, frames), count)| Sample {
+                tgid,
+                comm,
+                frames,
+                count,
+            })
+            .collect();
+        (samples, stats)
+    }
+
+    fn ips(&self, id: i32) -> Vec<u64> {
+        if id < 0 {
+            return Vec::new();
+        }
+        match self.stacks.get(&(id as u32), 0) {
+            // The map lists leaf first.
+            Ok(trace) => trace.frames().iter().rev().map(|f| f.ip).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn user_frames(&self, key: &ProfileKey) -> Vec<String> {
+        let ips = self.ips(key.user_stack);
+        if ips.is_empty() {
+            return Vec::new();
+        }
+        let src = Source::Process(Process::new(key.tgid.into()));
+        self.names(&src, &ips, "")
+    }
+
+    fn kernel_frames(&self, id: i32) -> Vec<String> {
+        let ips = self.ips(id);
+        if ips.is_empty() {
+            return Vec::new();
+        }
+        let src = Source::Kernel(Kernel::default());
+        self.names(&src, &ips, "_[k]")
+    }
+
+    fn names(&self, src: &Source, ips: &[u64], suffix: &str) -> Vec<String> {
+        match self.symbolizer.symbolize(src, Input::AbsAddr(ips)) {
+            Ok(syms) => syms
+                .iter()
+                .zip(ips)
+                .map(|(s, ip)| match s {
+                    Symbolized::Sym(sym) => format!("{}{suffix}", sym.name),
+                    Symbolized::Unknown(_) => format!("{ip:#x}{suffix}"),
+                })
+                .collect(),
+            Err(_) => ips.iter().map(|ip| format!("{ip:#x}{suffix}")).collect(),
+        }
+    }
+}
+
+fn comm(raw: &[u8; 16]) -> String {
+    let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+/// Samples as folded stacks (`comm;root;…;leaf count`), the input of
+/// flamegraph tools.
+pub fn folded(samples: &[Sample]) -> String {
+    let mut out = String::new();
+    for s in samples {
+        out.push_str(&s.comm.replace(';', "_"));
+        for f in &s.frames {
+            out.push(';');
+            out.push_str(&f.replace(';', "_"));
+        }
+        out.push_str(&format!(" {}\n", s.count));
+    }
+    out
+}
+
+/// A flame graph SVG of `samples`.
+pub fn flamegraph_svg(samples: &[Sample], title: &str) -> std::io::Result<Vec<u8>> {
+    let text = folded(samples);
+    let mut opts = inferno::flamegraph::Options::default();
+    opts.title = title.to_string();
+    let mut svg = Vec::new();
+    inferno::flamegraph::from_lines(&mut opts, text.lines(), &mut svg)?;
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folded_lines_and_svg() {
+        let samples = vec![Sample {
+            tgid: 1,
+            comm: "app".into(),
+            frames: vec!["main".into(), "hot;path".into(), "do_syscall_64_[k]".into()],
+            count: 3,
+        }];
+        assert_eq!(folded(&samples), "app;main;hot_path;do_syscall_64_[k] 3\n");
+        let svg = String::from_utf8(flamegraph_svg(&samples, "t").unwrap()).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("hot_path"));
+    }
+}
