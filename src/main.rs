@@ -3,6 +3,7 @@
 
 mod bench;
 mod config;
+mod profile_cli;
 mod query_cli;
 mod run;
 mod slo_cli;
@@ -31,6 +32,8 @@ enum Command {
     Run(Box<config::RunArgs>),
     /// Run SQL on a running server and print the rows.
     Query(query_cli::QueryArgs),
+    /// Sample CPU stacks with eBPF and write a flame graph.
+    Profile(profile_cli::ProfileArgs),
     /// Check SLO files or turn them into Prometheus rules.
     #[command(subcommand)]
     Slo(slo_cli::SloCommand),
@@ -69,5 +72,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => rt.block_on(bench::run(args)),
         Command::Query(args) => rt.block_on(query_cli::run(args)),
         Command::Slo(cmd) => rt.block_on(slo_cli::run(cmd)),
+        Command::Profile(args) => rt.block_on(profile_cli::run(args)),
     }
 }

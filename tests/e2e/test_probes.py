@@ -6,6 +6,7 @@ in ebpf-probes/tests/runqueue_vs_bpftrace.rs.)"""
 import math
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -76,3 +77,28 @@ def test_unprivileged_start_warns_and_serves_otlp():
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.skipif(not BUILT, reason="built without the eBPF programs (toolchain missing; see DEVELOPERS.md)")
+def test_profile_command_writes_a_flame_graph_of_the_hot_functions(tmp_path):
+    from conftest import BIN, ROOT
+    workload = tmp_path / "hot"
+    subprocess.run(["rustc", "-O", "-g", "-C", "force-frame-pointers=yes", "--crate-name", "hot",
+                    str(ROOT / "ebpf-probes" / "tests" / "workload" / "hot.rs"), "-o", str(workload)], check=True)
+    proc = subprocess.Popen([str(workload), "6"], stdout=subprocess.DEVNULL)
+    try:
+        svg, folded = tmp_path / "flame.svg", tmp_path / "stacks.folded"
+        for out in (svg, folded):
+            r = subprocess.run([BIN, "profile", "--duration", "2s", "--pid", str(proc.pid), "--frequency", "99",
+                                "--output", str(out)], capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, r.stderr
+    finally:
+        proc.wait()
+    text = svg.read_text()
+    assert text.startswith("<?xml") and "hot::hot_alpha" in text and "hot::hot_beta" in text
+    lines = folded.read_text().splitlines()
+    counts = {line.rsplit(" ", 1)[0]: int(line.rsplit(" ", 1)[1]) for line in lines}
+    total = sum(counts.values())
+    hot = sum(n for stack, n in counts.items() if "hot::hot_alpha" in stack or "hot::hot_beta" in stack)
+    assert total > 100 and hot / total >= 0.8, counts
+    assert all(stack.startswith("hot;") for stack in counts)
