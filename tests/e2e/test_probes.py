@@ -61,7 +61,7 @@ def test_unprivileged_start_warns_and_serves_otlp():
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
     server = Server(data, ["--probes-enabled", "true"], prefix=drop).start()
     try:
-        log = wait_for(lambda: "eBPF probes off (runqueue)" in server.log() and server.log(), what="the warning")
+        log = wait_for(lambda: "eBPF probes off (runqueue, block_io, tcp)" in server.log() and server.log(), what="the warning")
         assert server.metric("sightline_probe_up", probe="runqueue") == 0
         if BUILT:
             assert "needs root, or CAP_BPF and CAP_PERFMON" in log
