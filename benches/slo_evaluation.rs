@@ -16,7 +16,6 @@ use collector::receive::remote_write::{Label, Sample, TimeSeries, WriteRequest, 
 use collector::self_metrics::SelfMetrics;
 use collector::{CollectorConfig, Ingest};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span, status,
@@ -42,15 +41,7 @@ fn cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        key_strindex: 0,
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-    }
-}
+use collector::otlp::string_kv as kv;
 
 /// One span per second per service, routes round robin, 1 % errors.
 async fn load_spans(ingest: &Ingest, from: i64, to: i64) -> usize {

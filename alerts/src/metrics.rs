@@ -7,7 +7,7 @@
 //! `job="sightline"`.
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
     Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
 };
@@ -17,15 +17,7 @@ use crate::evaluator::{SloReport, WindowReport};
 use crate::spec::Slo;
 use crate::windows::format_duration;
 
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.to_string(),
-        key_strindex: 0,
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.to_string())),
-        }),
-    }
-}
+use collector::otlp::string_kv as kv;
 
 struct Points {
     t_ns: u64,

@@ -14,7 +14,6 @@ use collector::receive::remote_write::{Label, Sample, TimeSeries, WriteRequest, 
 use collector::self_metrics::SelfMetrics;
 use collector::{CollectorConfig, Ingest};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{
     ResourceSpans, ScopeSpans, Span, Status, span, status,
@@ -55,15 +54,7 @@ async fn harness() -> Harness {
     }
 }
 
-fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        key_strindex: 0,
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-    }
-}
+use collector::otlp::string_kv as kv;
 
 /// Server spans of `checkout` every `every` ms in `[from, to)`; `bad(i, t)`
 /// says which fail.

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use ebpf_probes_common::SLOTS;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::HistogramDataPoint;
 
 /// Upper bounds (seconds) of log2 microsecond slots: slot `s` holds
@@ -108,16 +107,7 @@ impl Log2Histograms {
     }
 }
 
-/// A string attribute.
-pub fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.to_string(),
-        key_strindex: 0,
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.to_string())),
-        }),
-    }
-}
+pub use collector::otlp::string_kv as kv;
 
 #[cfg(test)]
 mod tests {

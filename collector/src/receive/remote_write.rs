@@ -18,7 +18,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
 };
@@ -187,16 +186,6 @@ fn count_points(r: &ExportMetricsServiceRequest) -> u64 {
         .sum()
 }
 
-fn string_kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.to_string(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.to_string())),
-        }),
-        ..Default::default()
-    }
-}
-
 /// Converts a write request to OTLP: one resource per (job, instance), one
 /// gauge per metric name.
 pub fn to_otlp(req: WriteRequest) -> Result<ExportMetricsServiceRequest, String> {
@@ -215,7 +204,7 @@ pub fn to_otlp(req: WriteRequest) -> Result<ExportMetricsServiceRequest, String>
                 "__name__" => name = Some(l.value),
                 "job" => job = Some(l.value),
                 "instance" => instance = Some(l.value),
-                _ => attributes.push(string_kv(&l.name, &l.value)),
+                _ => attributes.push(crate::otlp::string_kv(&l.name, &l.value)),
             }
         }
         let name = name.ok_or_else(|| "a series has no __name__ label".to_string())?;
@@ -243,10 +232,10 @@ pub fn to_otlp(req: WriteRequest) -> Result<ExportMetricsServiceRequest, String>
         .map(|((job, instance), metrics)| {
             let mut attributes = Vec::new();
             if let Some(j) = job {
-                attributes.push(string_kv("service.name", &j));
+                attributes.push(crate::otlp::string_kv("service.name", &j));
             }
             if let Some(i) = instance {
-                attributes.push(string_kv("service.instance.id", &i));
+                attributes.push(crate::otlp::string_kv("service.instance.id", &i));
             }
             ResourceMetrics {
                 resource: Some(Resource {
