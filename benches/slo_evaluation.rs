@@ -32,12 +32,10 @@ const INTERVAL_MS: i64 = 30_000;
 fn cpu() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = after
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let f: Vec<&str> = after.split_whitespace().collect();
     // Fields 14 and 15 (utime, stime) are the 12th and 13th after `)`.
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    let tick = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = tick(11) + tick(12);
     Duration::from_millis(ticks * 10)
 }
 
