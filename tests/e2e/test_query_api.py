@@ -71,6 +71,8 @@ def test_sql_reads_spans_fresh_and_from_parquet(make_server, flushed):
 def test_sql_arrow_ipc_stream(make_server):
     server = make_server("--storage-flush-interval", "1h")
     send_spans(server, n=5)
+    # Acknowledged spans become visible once converted (milliseconds later).
+    wait_for(lambda: rows(server, "SELECT count(*) AS n FROM spans")[0]["n"] == 5, what="5 spans visible")
     r = sql(server, "SELECT name, duration_ns, start_time FROM spans ORDER BY name", headers={"Accept": "application/vnd.apache.arrow.stream"})
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/vnd.apache.arrow.stream"
@@ -173,6 +175,7 @@ def test_query_cli_prints_table_csv_and_json(make_server):
     from conftest import BIN
     server = make_server("--storage-flush-interval", "1h")
     send_spans(server, n=4, service="cli")
+    wait_for(lambda: rows(server, "SELECT count(*) AS n FROM spans")[0]["n"] == 4, what="4 spans visible")
     base = [BIN, "query", "--server", f"127.0.0.1:{server.http_port}"]
     q = "SELECT service_name, count(*) AS n FROM spans GROUP BY service_name"
     out = subprocess.run([*base, "--format", "csv", q], capture_output=True, text=True, timeout=60)
