@@ -69,6 +69,25 @@ impl Buckets {
         self.fine.insert(end, c);
     }
 
+    /// Replaces the fine buckets ending in `[first_end, last_end]` with a
+    /// fresh reading: buckets the reading lacks are empty now, even if an
+    /// earlier reading saw part of them.
+    pub fn replace_fine(
+        &mut self,
+        first_end: i64,
+        last_end: i64,
+        got: impl IntoIterator<Item = (i64, Counts)>,
+    ) {
+        let mut e = first_end;
+        while e <= last_end {
+            self.fine.insert(e, Counts::default());
+            e += self.width;
+        }
+        for (end, c) in got {
+            self.fine.insert(end, c);
+        }
+    }
+
     /// Sets an hourly bucket ending at `end`.
     pub fn set_coarse(&mut self, end: i64, c: Counts) {
         let slices = self.coarse_slices(c);

@@ -109,8 +109,6 @@ pub struct SloReport {
     pub budget_remaining: f64,
     /// Per alert.
     pub alerts: Vec<AlertReport>,
-    /// Time spent on this SLO's queries.
-    pub evaluation: Duration,
 }
 
 /// What the API shows about one SLO.
@@ -396,21 +394,17 @@ impl Evaluator {
         let floor = buckets::floor(t, width);
         for (k, i) in which.iter().enumerate() {
             let b = &mut self.slos[*i].buckets;
-            b.set_head(floor, t, Counts::default());
-            // Buckets in the range without spans are empty now, even if
-            // an earlier reading saw a partial minute.
-            let mut e = buckets::floor(from, width) + width;
-            while e <= floor {
-                b.set_fine(e, Counts::default());
-                e += width;
-            }
-            for (end, c) in &fine[k] {
-                if *end > floor {
-                    b.set_head(floor, t, *c);
-                } else {
-                    b.set_fine(*end, *c);
-                }
-            }
+            let (head, done): (Vec<_>, Vec<_>) = fine[k].iter().partition(|(end, _)| *end > floor);
+            b.replace_fine(
+                buckets::floor(from, width) + width,
+                floor,
+                done.into_iter().copied(),
+            );
+            b.set_head(
+                floor,
+                t,
+                head.first().map_or_else(Counts::default, |(_, c)| *c),
+            );
         }
         Ok(())
     }
@@ -493,7 +487,6 @@ impl Evaluator {
             period,
             budget_remaining,
             alerts,
-            evaluation: Duration::ZERO,
         }
     }
 
@@ -715,17 +708,7 @@ impl Evaluator {
             let got = batch(&self.engine, &self.slos, &members, first, floor, width).await;
             for (i, r) in members.into_iter().zip(got) {
                 match r {
-                    Ok(buckets) => {
-                        let b = &mut self.slos[i].buckets;
-                        let mut e = first;
-                        while e <= floor {
-                            b.set_fine(e, Counts::default());
-                            e += width;
-                        }
-                        for (end, c) in buckets {
-                            b.set_fine(end, c);
-                        }
-                    }
+                    Ok(buckets) => self.slos[i].buckets.replace_fine(first, floor, buckets),
                     Err(e) => self.fail(i, e),
                 }
             }

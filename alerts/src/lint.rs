@@ -55,45 +55,23 @@ pub async fn check_data(slos: &[Slo], base: &str) -> Result<Vec<Finding>, String
                 }
             }
             Sli::Histogram(h) => {
-                let sep = if h.matchers.is_empty() { "" } else { ", " };
-                let q = format!(
-                    "group by (le) (last_over_time({}_bucket{{{}{sep}le!=\"\"}}[1d]))",
-                    h.metric, h.matchers
-                );
-                let les: Vec<f64> = series(&client, base, &q)
-                    .await?
-                    .iter()
-                    .filter_map(|s| s["metric"]["le"].as_str().and_then(|l| l.parse().ok()))
-                    .collect();
-                if les.is_empty() {
+                let bounds: Vec<(f64, String)> =
+                    series(&client, base, &crate::sli::bounds_query(h))
+                        .await?
+                        .iter()
+                        .filter_map(|s| {
+                            let le = s["metric"]["le"].as_str()?;
+                            le.parse().ok().map(|b| (b, le.to_string()))
+                        })
+                        .collect();
+                if bounds.is_empty() {
                     report(
                         true,
                         "sli.histogram.metric",
                         format!("no {}_bucket series in the last day", h.metric),
                     );
-                } else if !les
-                    .iter()
-                    .any(|b| (b - h.threshold_seconds).abs() <= h.threshold_seconds * 1e-9)
-                {
-                    let below = les
-                        .iter()
-                        .copied()
-                        .filter(|b| *b < h.threshold_seconds)
-                        .fold(f64::NAN, f64::max);
-                    report(
-                        false,
-                        "sli.histogram.threshold",
-                        format!(
-                            "{}s is not a bucket boundary of {}; it will be snapped to le=\"{}\"",
-                            h.threshold_seconds,
-                            h.metric,
-                            if below.is_nan() {
-                                "the smallest bucket".into()
-                            } else {
-                                below.to_string()
-                            }
-                        ),
-                    );
+                } else if let (_, Some(warning)) = crate::sli::snap(h, bounds) {
+                    report(false, "sli.histogram.threshold", warning);
                 }
             }
             Sli::Spans(s) => {

@@ -216,13 +216,8 @@ pub async fn snap_threshold(
     h: &HistogramSli,
     t: i64,
 ) -> Result<(String, Option<String>), QueryError> {
-    let sep = if h.matchers.is_empty() { "" } else { ", " };
-    let q = format!(
-        "group by (le) (last_over_time({}_bucket{{{}{sep}le!=\"\"}}[1d]))",
-        h.metric, h.matchers
-    );
-    let value = query::promql::instant(engine, &q, t).await?;
-    let mut bounds: Vec<(f64, String)> = match value {
+    let value = query::promql::instant(engine, &bounds_query(h), t).await?;
+    let bounds = match value {
         query::promql::value::Value::Vector(v) => v
             .iter()
             .filter_map(|s| {
@@ -232,33 +227,49 @@ pub async fn snap_threshold(
             .collect(),
         _ => Vec::new(),
     };
+    Ok(snap(h, bounds))
+}
+
+/// PromQL listing the bucket bounds (`le`) a histogram had over the last day.
+pub fn bounds_query(h: &HistogramSli) -> String {
+    let sep = if h.matchers.is_empty() { "" } else { ", " };
+    format!(
+        "group by (le) (last_over_time({}_bucket{{{}{sep}le!=\"\"}}[1d]))",
+        h.metric, h.matchers
+    )
+}
+
+/// The `le` label a threshold snaps to among `bounds` (value, label): the
+/// bound itself, else the largest one below it (else the smallest), with
+/// a warning whenever it is not the threshold itself.
+pub fn snap(h: &HistogramSli, mut bounds: Vec<(f64, String)>) -> (String, Option<String>) {
     bounds.sort_by(|a, b| a.0.total_cmp(&b.0));
     let want = h.threshold_seconds;
     if bounds.is_empty() {
-        return Ok((
+        return (
             format_value(want),
             Some(format!(
                 "no {}_bucket series found yet: threshold {want}s used as the le label",
                 h.metric
             )),
-        ));
+        );
     }
     let close = |b: f64| (b - want).abs() <= want.abs() * 1e-9;
     if let Some((_, le)) = bounds.iter().find(|(b, _)| close(*b)) {
-        return Ok((le.clone(), None));
+        return (le.clone(), None);
     }
     let chosen = bounds
         .iter()
         .rev()
         .find(|(b, _)| *b < want)
         .unwrap_or(&bounds[0]);
-    Ok((
+    (
         chosen.1.clone(),
         Some(format!(
             "latency threshold {want}s is not a bucket boundary of {}: using le=\"{}\" (requests between it and the threshold count as slow)",
             h.metric, chosen.1
         )),
-    ))
+    )
 }
 
 /// Counts per bucket for every span SLI in `slis`, from one grouped scan of
