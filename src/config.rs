@@ -250,6 +250,12 @@ pub struct RunArgs {
     /// TCP connect latency and retransmit probe [default: true].
     #[arg(long, env = "SIGHTLINE_PROBES_TCP")]
     pub probes_tcp: Option<bool>,
+    /// Continuous CPU profiler into `profile_samples` [default: true].
+    #[arg(long, env = "SIGHTLINE_PROBES_PROFILER")]
+    pub probes_profiler: Option<bool>,
+    /// CPU profiler samples per second per CPU [default: 19].
+    #[arg(long, env = "SIGHTLINE_PROBES_PROFILER_FREQUENCY")]
+    pub probes_profiler_frequency: Option<u64>,
     /// How often probe maps are drained into the store [default: 5s].
     #[arg(long, env = "SIGHTLINE_PROBES_DRAIN_INTERVAL", value_parser = parse_duration)]
     pub probes_drain_interval: Option<Duration>,
@@ -316,6 +322,8 @@ impl RunArgs {
         set(&mut c.probes.block_io, self.probes_block_io);
         set(&mut c.probes.syscalls, self.probes_syscalls);
         set(&mut c.probes.tcp, self.probes_tcp);
+        set(&mut c.probes.profiler, self.probes_profiler);
+        set(&mut c.probes.profiler_frequency, self.probes_profiler_frequency);
         set(&mut c.probes.drain_interval, self.probes_drain_interval);
         let slo = &mut c.slo;
         if !self.slo_files.is_empty() {

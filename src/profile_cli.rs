@@ -1,12 +1,13 @@
 //! `sightline profile`: one-shot CPU profiling from the command line, written
-//! as a flame graph SVG or folded stacks.
+//! as a flame graph SVG, folded stacks, pprof or Grafana nested-set JSON.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use ebpf_probes::profile::{Profiler, flamegraph_svg, folded};
+use ebpf_probes::profile::Profiler;
+use query::profiles::{Profile, Stack, pprof, render};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -15,6 +16,10 @@ pub enum ProfileFormat {
     Svg,
     /// Folded stacks (`comm;root;…;leaf count`).
     Folded,
+    /// gzip'd pprof protobuf (`go tool pprof`, Pyroscope, speedscope).
+    Pprof,
+    /// Nested-set rows (level, value, self, label) for Grafana.
+    Json,
 }
 
 /// `sightline profile` arguments.
@@ -32,9 +37,23 @@ pub struct ProfileArgs {
     /// Output file.
     #[arg(long, short, default_value = "flame.svg")]
     pub output: PathBuf,
-    /// Output format (default: from the file name, `.svg` or folded).
+    /// Output format (default: from the file name: `.svg`, `.pb.gz`/`.pprof`,
+    /// `.json`, else folded).
     #[arg(long, value_enum)]
     pub format: Option<ProfileFormat>,
+}
+
+fn format_of(path: &std::path::Path) -> ProfileFormat {
+    let name = path.to_string_lossy();
+    if name.ends_with(".svg") {
+        ProfileFormat::Svg
+    } else if name.ends_with(".pb.gz") || name.ends_with(".pprof") || name.ends_with(".pb") {
+        ProfileFormat::Pprof
+    } else if name.ends_with(".json") {
+        ProfileFormat::Json
+    } else {
+        ProfileFormat::Folded
+    }
 }
 
 /// Samples, then writes the output.
@@ -43,28 +62,33 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<()> {
     let mut profiler = Profiler::attach(&mut ebpf, args.frequency, args.pid)
         .context("cannot attach the profiler")?;
     eprintln!("sampling {} Hz for {:?}…", args.frequency, args.duration);
+    let start = collector::ingest::now_nanos() as i64;
     tokio::time::sleep(args.duration).await;
     let (samples, stats) = profiler.drain();
-    let total: u64 = samples.iter().map(|s| s.count).sum();
     if stats.without_frame_pointers > 0 {
         eprintln!(
-            "{} of {total} samples had a one-frame user stack (no frame pointers): only their leaf is shown",
-            stats.without_frame_pointers
+            "{} of {} samples had a one-frame user stack (no frame pointers): only their leaf is shown",
+            stats.without_frame_pointers, stats.samples
         );
     }
-    let format = args
-        .format
-        .unwrap_or(if args.output.extension().is_some_and(|e| e == "svg") {
-            ProfileFormat::Svg
-        } else {
-            ProfileFormat::Folded
-        });
-    let bytes = match format {
-        ProfileFormat::Svg => flamegraph_svg(&samples, "sightline profile")?,
-        ProfileFormat::Folded => folded(&samples).into_bytes(),
+    let stacks = samples.into_iter().map(|s| {
+        let mut frames = vec![s.comm];
+        frames.extend(s.frames);
+        Stack {
+            frames,
+            value: s.count,
+        }
+    });
+    let period = 1_000_000_000 / args.frequency.max(1) as i64;
+    let profile = Profile::from_stacks(stacks, period, start, args.duration.as_nanos() as i64);
+    let bytes = match args.format.unwrap_or_else(|| format_of(&args.output)) {
+        ProfileFormat::Svg => render::svg(&profile, "sightline profile")?,
+        ProfileFormat::Folded => render::folded(&profile).into_bytes(),
+        ProfileFormat::Pprof => pprof::encode(&profile),
+        ProfileFormat::Json => serde_json::to_vec(&render::nested_set(&profile))?,
     };
     std::fs::write(&args.output, bytes)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
-    eprintln!("{total} samples written to {}", args.output.display());
+    eprintln!("{} samples written to {}", profile.total(), args.output.display());
     Ok(())
 }

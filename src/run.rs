@@ -88,6 +88,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let api_routes = collector::admin::router(ingest.clone())
         .merge(query::sql::router(engine.clone()))
         .merge(query::prometheus::router(engine.clone()))
+        .merge(query::profiles::api::router(engine.clone()))
         .merge(collector::receive::remote_write::router(
             ingest.clone(),
             config.otlp.max_request_bytes,
@@ -154,7 +155,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         let _ = slo_task.await;
         if let Some(t) = probes_task {
-            let _ = t.await;
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
         let _ = background.await;
         ingest.shutdown().await;

@@ -11,6 +11,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::metrics::v1::{Exemplar, Metric, metric::Data};
+use arrow::array::RecordBatch;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
 use prost::Message;
 
 use crate::schema::Signal;
@@ -46,6 +49,12 @@ pub enum DecodeError {
     /// The JSON was malformed or did not follow the OTLP/JSON mapping.
     #[error("invalid OTLP/JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// An internal record's Arrow IPC stream was malformed.
+    #[error("invalid Arrow IPC: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// Profiles are recorded by Sightline itself, not received.
+    #[error("profiles cannot be sent as OTLP/JSON")]
+    NotOtlp,
 }
 
 /// One decoded export request of any signal.
@@ -57,6 +66,9 @@ pub enum Payload {
     Metrics(ExportMetricsServiceRequest),
     /// `ExportLogsServiceRequest`.
     Logs(ExportLogsServiceRequest),
+    /// A `profile_samples` batch from Sightline's own profiler; stored in
+    /// the WAL as an Arrow IPC stream.
+    Profiles(RecordBatch),
 }
 
 /// What validation removed from a request.
@@ -99,6 +111,8 @@ impl Payload {
             (Signal::Traces, Encoding::Json) => Payload::Traces(serde_json::from_slice(body)?),
             (Signal::Metrics, Encoding::Json) => Payload::Metrics(serde_json::from_slice(body)?),
             (Signal::Logs, Encoding::Json) => Payload::Logs(serde_json::from_slice(body)?),
+            (Signal::Profiles, Encoding::Protobuf) => Payload::Profiles(decode_ipc(body)?),
+            (Signal::Profiles, Encoding::Json) => return Err(DecodeError::NotOtlp),
         })
     }
 
@@ -108,6 +122,7 @@ impl Payload {
             Payload::Traces(_) => Signal::Traces,
             Payload::Metrics(_) => Signal::Metrics,
             Payload::Logs(_) => Signal::Logs,
+            Payload::Profiles(_) => Signal::Profiles,
         }
     }
 
@@ -117,6 +132,7 @@ impl Payload {
             Payload::Traces(r) => r.encode_to_vec(),
             Payload::Metrics(r) => r.encode_to_vec(),
             Payload::Logs(r) => r.encode_to_vec(),
+            Payload::Profiles(b) => encode_ipc(b),
         }
     }
 
@@ -126,6 +142,7 @@ impl Payload {
             Payload::Traces(r) => r.encoded_len(),
             Payload::Metrics(r) => r.encoded_len(),
             Payload::Logs(r) => r.encoded_len(),
+            Payload::Profiles(b) => b.get_array_memory_size(),
         }
     }
 
@@ -151,6 +168,7 @@ impl Payload {
                 .flat_map(|rl| &rl.scope_logs)
                 .map(|sl| sl.log_records.len() as u64)
                 .sum(),
+            Payload::Profiles(b) => b.num_rows() as u64,
         }
     }
 
@@ -162,6 +180,8 @@ impl Payload {
             Payload::Traces(r) => validate_traces(r, &mut rej),
             Payload::Metrics(r) => validate_metrics(r, &mut rej),
             Payload::Logs(r) => validate_logs(r, &mut rej),
+            // Built by Sightline with the table's own builder.
+            Payload::Profiles(_) => {}
         }
         rej.finish()
     }
@@ -191,6 +211,7 @@ impl Payload {
                     error_message: msg,
                 }),
             }),
+            Signal::Profiles => Response::Internal,
         }
     }
 }
@@ -204,6 +225,8 @@ pub enum Response {
     Metrics(ExportMetricsServiceResponse),
     /// `ExportLogsServiceResponse`.
     Logs(ExportLogsServiceResponse),
+    /// Internal records (profiles) have no OTLP response.
+    Internal,
 }
 
 impl Response {
@@ -217,8 +240,26 @@ impl Response {
             (Response::Traces(r), Encoding::Json) => serde_json::to_vec(r).unwrap_or_default(),
             (Response::Metrics(r), Encoding::Json) => serde_json::to_vec(r).unwrap_or_default(),
             (Response::Logs(r), Encoding::Json) => serde_json::to_vec(r).unwrap_or_default(),
+            (Response::Internal, _) => Vec::new(),
         }
     }
+}
+
+fn encode_ipc(batch: &RecordBatch) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing a valid batch to memory cannot fail.
+    if let Ok(mut w) = StreamWriter::try_new(&mut out, &batch.schema()) {
+        let _ = w.write(batch);
+        let _ = w.finish();
+    }
+    out
+}
+
+fn decode_ipc(body: &[u8]) -> Result<RecordBatch, DecodeError> {
+    let reader = StreamReader::try_new(body, None)?;
+    let schema = reader.schema();
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    Ok(arrow::compute::concat_batches(&schema, &batches)?)
 }
 
 fn data_point_count(m: &Metric) -> u64 {

@@ -66,11 +66,13 @@ pub enum Table {
     MetricsExponentialHistogram,
     /// Summary data points.
     MetricsSummary,
+    /// CPU profile samples from the eBPF profiler.
+    ProfileSamples,
 }
 
 impl Table {
     /// All tables.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Spans,
         Table::Logs,
         Table::MetricsGauge,
@@ -78,6 +80,7 @@ impl Table {
         Table::MetricsHistogram,
         Table::MetricsExponentialHistogram,
         Table::MetricsSummary,
+        Table::ProfileSamples,
     ];
 
     /// The table's name, also its directory under the data dir.
@@ -90,6 +93,7 @@ impl Table {
             Table::MetricsHistogram => "metrics_histogram",
             Table::MetricsExponentialHistogram => "metrics_exponential_histogram",
             Table::MetricsSummary => "metrics_summary",
+            Table::ProfileSamples => "profile_samples",
         }
     }
 
@@ -112,6 +116,7 @@ impl Table {
         match self {
             Table::Spans => &["service_name", "start_time"],
             Table::Logs => &["service_name", "time"],
+            Table::ProfileSamples => &["service_name", "comm", "time"],
             _ => &["metric_name", "service_name", "time"],
         }
     }
@@ -122,6 +127,7 @@ impl Table {
     pub fn flush_sort_columns(self) -> &'static [&'static str] {
         match self {
             Table::Spans | Table::Logs => &[],
+            Table::ProfileSamples => &["service_name", "comm", "time"],
             _ => &["metric_name", "service_name", "time"],
         }
     }
@@ -154,7 +160,7 @@ impl fmt::Display for Table {
     }
 }
 
-/// The three OTLP signals.
+/// The three OTLP signals, and the profiles Sightline records itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Signal {
     /// Traces (spans).
@@ -163,11 +169,19 @@ pub enum Signal {
     Metrics,
     /// Logs.
     Logs,
+    /// CPU profile samples (never received over OTLP; their WAL records
+    /// hold an Arrow IPC stream).
+    Profiles,
 }
 
 impl Signal {
     /// All signals.
-    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+    pub const ALL: [Signal; 4] = [
+        Signal::Traces,
+        Signal::Metrics,
+        Signal::Logs,
+        Signal::Profiles,
+    ];
 
     /// The label used in self-metrics and logs.
     pub fn as_str(self) -> &'static str {
@@ -175,6 +189,7 @@ impl Signal {
             Signal::Traces => "traces",
             Signal::Metrics => "metrics",
             Signal::Logs => "logs",
+            Signal::Profiles => "profiles",
         }
     }
 
@@ -184,6 +199,7 @@ impl Signal {
             Signal::Traces => 1,
             Signal::Metrics => 2,
             Signal::Logs => 3,
+            Signal::Profiles => 4,
         }
     }
 

@@ -73,6 +73,10 @@ pub struct SelfMetrics {
     pub slo_notifications: IntCounterVec,
     /// Whether each eBPF probe is running (1) or off (0).
     pub probe_up: IntGaugeVec,
+    /// CPU profile samples recorded, by whether the user stack was walked.
+    pub profile_samples: IntCounterVec,
+    /// Stack addresses named from the build-id symbol cache or not.
+    pub profile_symbol_lookups: IntCounterVec,
 }
 
 impl Default for SelfMetrics {
@@ -317,6 +321,18 @@ impl SelfMetrics {
                     &["probe"],
                 )
                 .expect("valid metric"),
+            ),
+            profile_samples: counter_vec(
+                &r,
+                "sightline_profile_samples_total",
+                "CPU profile samples recorded; user_stack=\"no_frame_pointers\" counts samples of processes built without frame pointers, shown as their leaf only under a \"[no frame pointers]\" frame.",
+                &["user_stack"],
+            ),
+            profile_symbol_lookups: counter_vec(
+                &r,
+                "sightline_profile_symbol_lookups_total",
+                "Stack addresses named by the profiler, from the per-build-id cache (hit) or by reading symbols (miss).",
+                &["result"],
             ),
             registry: r,
         }

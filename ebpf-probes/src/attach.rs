@@ -173,5 +173,7 @@ pub fn attach(ebpf: &mut Ebpf, probe: Probe) -> Result<(), ProbeError> {
             }
             Ok(())
         }
+        // A perf event, not tracepoints: see `profile::Profiler::attach`.
+        Probe::Profiler => Ok(()),
     }
 }

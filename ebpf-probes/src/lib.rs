@@ -9,6 +9,7 @@
 //! | block I/O | `block:block_rq_issue`, `block_rq_complete` | `sightline_block_io_latency_seconds` | `device`, `operation` |
 //! | syscalls | `raw_syscalls:sys_enter`, `sys_exit` | `sightline_syscall_latency_seconds` | `syscall`, `process`, `pid` (top N by time) |
 //! | TCP | `sock:inet_sock_set_state`, `tcp:tcp_retransmit_skb` | `sightline_tcp_connect_latency_seconds`, `sightline_tcp_retransmits_total` | `port`; `address`, `port` |
+//! | CPU profiler | `perf_event` `cpu-clock` | table `profile_samples` | `pid`, `comm`, `service_name`, `container_id` |
 //!
 //! Without privileges, tracefs or the programs themselves, one log line
 //! says what is missing and which probes are off, `sightline_probe_up`
@@ -18,7 +19,9 @@ pub mod attach;
 pub mod cgroup;
 pub mod histogram;
 pub mod names;
+pub mod process;
 pub mod profile;
+pub mod symbols;
 pub mod tracefs;
 
 use std::collections::BTreeMap;
@@ -26,6 +29,7 @@ use std::time::Duration;
 
 use aya::maps::{MapData, PerCpuHashMap};
 use collector::Ingest;
+use collector::convert::{ProfileSample, profile_batch};
 use collector::otlp::Payload;
 use collector::receive::Transport;
 use ebpf_probes_common::{HistKey, SUM_SLOT, probe};
@@ -65,6 +69,10 @@ pub struct ProbesConfig {
     pub syscalls: bool,
     /// TCP connect latency and retransmits.
     pub tcp: bool,
+    /// Continuous CPU profiling into `profile_samples`.
+    pub profiler: bool,
+    /// Profiler samples per second per CPU.
+    pub profiler_frequency: u64,
     /// Syscall series kept: the (syscall, process) pairs with the most time.
     pub syscalls_top_n: usize,
     /// How often the kernel maps are drained into the store.
@@ -80,6 +88,8 @@ impl Default for ProbesConfig {
             block_io: true,
             syscalls: false,
             tcp: true,
+            profiler: true,
+            profiler_frequency: 19,
             syscalls_top_n: 20,
             drain_interval: Duration::from_secs(5),
         }
@@ -97,11 +107,19 @@ pub enum Probe {
     Syscalls,
     /// TCP connect latency and retransmits.
     Tcp,
+    /// CPU profiler.
+    Profiler,
 }
 
 impl Probe {
     /// Every probe.
-    pub const ALL: [Probe; 4] = [Probe::RunQueue, Probe::BlockIo, Probe::Syscalls, Probe::Tcp];
+    pub const ALL: [Probe; 5] = [
+        Probe::RunQueue,
+        Probe::BlockIo,
+        Probe::Syscalls,
+        Probe::Tcp,
+        Probe::Profiler,
+    ];
 
     /// Its name in config, logs and `sightline_probe_up{probe}`.
     pub fn name(self) -> &'static str {
@@ -110,6 +128,7 @@ impl Probe {
             Probe::BlockIo => "block_io",
             Probe::Syscalls => "syscalls",
             Probe::Tcp => "tcp",
+            Probe::Profiler => "profiler",
         }
     }
 
@@ -119,6 +138,7 @@ impl Probe {
             Probe::BlockIo => c.block_io,
             Probe::Syscalls => c.syscalls,
             Probe::Tcp => c.tcp,
+            Probe::Profiler => c.profiler,
         }
     }
 }
@@ -149,6 +169,9 @@ pub enum ProbeError {
     /// The object lacks a map (a build mismatch).
     #[error("the eBPF object has no map {0}")]
     MissingMap(&'static str),
+    /// The probe thread could not run.
+    #[error("probe thread: {0}")]
+    Thread(String),
     /// The online CPUs could not be read.
     #[error("cannot list the online CPUs: {0}")]
     Cpus(String),
@@ -190,6 +213,9 @@ pub struct Probes {
     start_ns: u64,
     host: String,
     top_n: usize,
+    profiler: Option<profile::Profiler>,
+    profiler_period_ns: i64,
+    services: process::Services,
 }
 
 fn now_ns() -> u64 {
@@ -229,8 +255,16 @@ impl Probes {
         tracefs::ensure_mounted();
         let mut ebpf = aya::Ebpf::load(object)?;
         let mut running = Vec::new();
+        let mut profiler = None;
         for p in Probe::ALL.into_iter().filter(|p| p.wanted(config)) {
-            match attach::attach(&mut ebpf, p) {
+            let attached = match p {
+                Probe::Profiler => {
+                    profile::Profiler::attach(&mut ebpf, config.profiler_frequency, None)
+                        .map(|prof| profiler = Some(prof))
+                }
+                _ => attach::attach(&mut ebpf, p),
+            };
+            match attached {
                 Ok(()) => {
                     metrics.probe_up.with_label_values(&[p.name()]).set(1);
                     running.push(p);
@@ -252,6 +286,9 @@ impl Probes {
             start_ns: now_ns(),
             host: host_name(),
             top_n: config.syscalls_top_n,
+            profiler,
+            profiler_period_ns: 1_000_000_000 / config.profiler_frequency.max(1) as i64,
+            services: process::Services::default(),
         })
     }
 
@@ -417,6 +454,55 @@ impl Probes {
         })
     }
 
+    /// Drains the profiler: one sample row per (process, stack) since the
+    /// last drain, counted in `metrics`.
+    pub fn drain_profiles(
+        &mut self,
+        metrics: &collector::self_metrics::SelfMetrics,
+    ) -> Vec<ProfileSample> {
+        let Some(profiler) = self.profiler.as_mut() else {
+            return Vec::new();
+        };
+        let before = profiler.symbols.stats;
+        let (samples, stats) = profiler.drain();
+        let after = profiler.symbols.stats;
+        let lookups = &metrics.profile_symbol_lookups;
+        lookups
+            .with_label_values(&["hit"])
+            .inc_by(after.hits - before.hits);
+        lookups
+            .with_label_values(&["miss"])
+            .inc_by(after.misses - before.misses);
+        let counted = &metrics.profile_samples;
+        counted
+            .with_label_values(&["no_frame_pointers"])
+            .inc_by(stats.without_frame_pointers);
+        counted
+            .with_label_values(&["walked"])
+            .inc_by(stats.samples - stats.without_frame_pointers);
+        let now = now_ns() as i64;
+        let rows = samples
+            .into_iter()
+            .map(|s| {
+                let place = self.cgroups.get(s.tgid);
+                ProfileSample {
+                    time_unix_nano: now,
+                    host_name: self.host.clone(),
+                    service_name: self.services.get(s.tgid),
+                    pid: s.tgid,
+                    comm: s.comm,
+                    container_id: place.container_id,
+                    k8s_pod_uid: place.pod_uid,
+                    stack: s.frames,
+                    count: s.count,
+                    period_nanos: self.profiler_period_ns,
+                }
+            })
+            .collect();
+        self.services.prune();
+        rows
+    }
+
     /// Drains every `drain_interval` into `ingest` until `stop`.
     pub async fn run(
         mut self,
@@ -438,17 +524,30 @@ impl Probes {
             {
                 tracing::warn!(error = %e, "probe metrics not stored this round");
             }
+            let samples = self.drain_profiles(ingest.metrics());
+            if !samples.is_empty()
+                && let Err(e) = ingest
+                    .export(
+                        Transport::Internal,
+                        Payload::Profiles(profile_batch(&samples)),
+                        None,
+                    )
+                    .await
+            {
+                tracing::warn!(error = %e, samples = samples.len(), "profile samples not stored this round");
+            }
         }
     }
 }
 
-/// Starts the probes `config` enables in the background; logs one line
-/// and keeps going when they cannot run.
+/// Starts the probes `config` enables on their own thread (the symbolizer
+/// is not `Send`); logs one line and keeps going when they cannot run.
+/// Must be called inside the tokio runtime, which stores what they drain.
 pub fn spawn(
     ingest: &Ingest,
     config: &ProbesConfig,
     stop: tokio::sync::watch::Receiver<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
+) -> Option<std::thread::JoinHandle<()>> {
     if !config.enabled {
         return None;
     }
@@ -457,15 +556,31 @@ pub fn spawn(
         .filter(|p| p.wanted(config))
         .map(|p| p.name())
         .collect();
-    match Probes::start(config, ingest.metrics()) {
-        Ok(p) => {
-            let names: Vec<&str> = p.running().iter().map(|p| p.name()).collect();
+    let runtime = tokio::runtime::Handle::current();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (ingest, config) = (ingest.clone(), config.clone());
+    let thread = std::thread::Builder::new()
+        .name("sightline-probes".into())
+        .spawn(move || match Probes::start(&config, ingest.metrics()) {
+            Ok(p) => {
+                let names: Vec<&str> = p.running().iter().map(|p| p.name()).collect();
+                let _ = started_tx.send(Ok(names));
+                runtime.block_on(p.run(ingest, config.drain_interval, stop));
+            }
+            Err(e) => {
+                let _ = started_tx.send(Err(e));
+            }
+        });
+    let outcome = match &thread {
+        Ok(_) => started
+            .recv()
+            .unwrap_or_else(|_| Err(ProbeError::Thread("it ended while starting".into()))),
+        Err(e) => Err(ProbeError::Thread(e.to_string())),
+    };
+    match outcome {
+        Ok(names) => {
             tracing::info!(probes = ?names, "eBPF probes running");
-            Some(tokio::spawn(p.run(
-                ingest.clone(),
-                config.drain_interval,
-                stop,
-            )))
+            thread.ok()
         }
         Err(e) => {
             tracing::warn!(error = %e, "eBPF probes off ({}); everything else runs", wanted.join(", "));

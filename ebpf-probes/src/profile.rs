@@ -1,9 +1,10 @@
 //! The CPU profiler: a `perf_event` program on the software `cpu-clock`
 //! event of every CPU samples who is on the CPU with their kernel and user
 //! stacks (user stacks by frame pointers); user space counts the samples
-//! per (thread, stacks), symbolizes the frames with blazesym (ELF symbols
-//! and DWARF for user space, `/proc/kallsyms` for the kernel) and renders
-//! folded stacks or a flame graph SVG (inferno).
+//! per (thread, stacks) and names the frames with [`crate::symbols`]
+//! (blazesym: ELF symbols and DWARF for user space, `/proc/kallsyms` for the
+//! kernel, cached per build id). Rendering (flame graphs, pprof) is the
+//! query layer's: `query::profiles`.
 
 use std::collections::BTreeMap;
 
@@ -11,11 +12,10 @@ use aya::Ebpf;
 use aya::maps::{Array, MapData, PerCpuHashMap, StackTraceMap};
 use aya::programs::PerfEvent;
 use aya::programs::perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent};
-use blazesym::symbolize::source::{Kernel, Process, Source};
-use blazesym::symbolize::{Input, Symbolized, Symbolizer};
 use ebpf_probes_common::{ProfileKey, config};
 
 use crate::ProbeError;
+use crate::symbols::Symbols;
 
 /// One aggregated sample: a thread, its stack root to leaf, how often.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -37,13 +37,16 @@ pub struct DrainStats {
     /// Samples whose user stack was a single frame: the process was
     /// probably built without frame pointers, so only its leaf is shown.
     pub without_frame_pointers: u64,
+    /// All samples drained.
+    pub samples: u64,
 }
 
 /// The attached profiler.
 pub struct Profiler {
     counts: PerCpuHashMap<MapData, ProfileKey, u64>,
     stacks: StackTraceMap<MapData>,
-    symbolizer: Symbolizer,
+    /// The symbol cache, kept across drains.
+    pub symbols: Symbols,
 }
 
 /// The frame shown for user stacks that are only their leaf.
@@ -86,7 +89,7 @@ impl Profiler {
         Ok(Profiler {
             counts: PerCpuHashMap::try_from(counts)?,
             stacks: StackTraceMap::try_from(stacks)?,
-            symbolizer: Symbolizer::new(),
+            symbols: Symbols::default(),
         })
     }
 
@@ -107,6 +110,7 @@ impl Profiler {
             if n == 0 {
                 continue;
             }
+            stats.samples += n;
             let user = self.user_frames(&key);
             if user.len() == 1 {
                 stats.without_frame_pointers += n;
@@ -146,83 +150,24 @@ impl Profiler {
         }
     }
 
-    fn user_frames(&self, key: &ProfileKey) -> Vec<String> {
+    fn user_frames(&mut self, key: &ProfileKey) -> Vec<String> {
         let ips = self.ips(key.user_stack);
         if ips.is_empty() {
             return Vec::new();
         }
-        let src = Source::Process(Process::new(key.tgid.into()));
-        self.names(&src, &ips, "")
+        self.symbols.user(key.tgid, &ips)
     }
 
-    fn kernel_frames(&self, id: i32) -> Vec<String> {
+    fn kernel_frames(&mut self, id: i32) -> Vec<String> {
         let ips = self.ips(id);
         if ips.is_empty() {
             return Vec::new();
         }
-        let src = Source::Kernel(Kernel::default());
-        self.names(&src, &ips, "_[k]")
-    }
-
-    fn names(&self, src: &Source, ips: &[u64], suffix: &str) -> Vec<String> {
-        match self.symbolizer.symbolize(src, Input::AbsAddr(ips)) {
-            Ok(syms) => syms
-                .iter()
-                .zip(ips)
-                .map(|(s, ip)| match s {
-                    Symbolized::Sym(sym) => format!("{}{suffix}", sym.name),
-                    Symbolized::Unknown(_) => format!("{ip:#x}{suffix}"),
-                })
-                .collect(),
-            Err(_) => ips.iter().map(|ip| format!("{ip:#x}{suffix}")).collect(),
-        }
+        self.symbols.kernel(&ips)
     }
 }
 
 fn comm(raw: &[u8; 16]) -> String {
     let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
     String::from_utf8_lossy(&raw[..end]).into_owned()
-}
-
-/// Samples as folded stacks (`comm;root;…;leaf count`), the input of
-/// flamegraph tools.
-pub fn folded(samples: &[Sample]) -> String {
-    let mut out = String::new();
-    for s in samples {
-        out.push_str(&s.comm.replace(';', "_"));
-        for f in &s.frames {
-            out.push(';');
-            out.push_str(&f.replace(';', "_"));
-        }
-        out.push_str(&format!(" {}\n", s.count));
-    }
-    out
-}
-
-/// A flame graph SVG of `samples`.
-pub fn flamegraph_svg(samples: &[Sample], title: &str) -> std::io::Result<Vec<u8>> {
-    let text = folded(samples);
-    let mut opts = inferno::flamegraph::Options::default();
-    opts.title = title.to_string();
-    let mut svg = Vec::new();
-    inferno::flamegraph::from_lines(&mut opts, text.lines(), &mut svg)?;
-    Ok(svg)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn folded_lines_and_svg() {
-        let samples = vec![Sample {
-            tgid: 1,
-            comm: "app".into(),
-            frames: vec!["main".into(), "hot;path".into(), "do_syscall_64_[k]".into()],
-            count: 3,
-        }];
-        assert_eq!(folded(&samples), "app;main;hot_path;do_syscall_64_[k] 3\n");
-        let svg = String::from_utf8(flamegraph_svg(&samples, "t").unwrap()).unwrap();
-        assert!(svg.contains("<svg") && svg.contains("hot_path"));
-    }
 }

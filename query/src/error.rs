@@ -31,6 +31,9 @@ pub enum QueryError {
     /// Execution failed for another reason (I/O, corrupt file, internal).
     #[error("{0}")]
     Execution(String),
+    /// A single-use resource (the self-profiler) is busy.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl QueryError {
@@ -58,6 +61,7 @@ impl QueryError {
             | QueryError::TooLarge(_)
             | QueryError::Eval(_) => 422,
             QueryError::Execution(_) => 500,
+            QueryError::Conflict(_) => 409,
         }
     }
 
@@ -71,6 +75,7 @@ impl QueryError {
             | QueryError::TooLarge(_)
             | QueryError::Eval(_) => "execution",
             QueryError::Execution(_) => "internal",
+            QueryError::Conflict(_) => "unavailable",
         }
     }
 }

@@ -8,7 +8,9 @@
 //! - [`promql`] — a PromQL evaluator that loads only the series and time
 //!   ranges a query selects, through DataFusion scans;
 //! - [`prometheus`] — the Prometheus HTTP API Grafana's built-in datasource
-//!   calls, and remote write.
+//!   calls, and remote write;
+//! - [`profiles`] — CPU flame graphs from `profile_samples` (SVG, folded,
+//!   pprof, Grafana nested set) and Sightline's own `/debug/pprof/profile`.
 
 pub mod catalog;
 pub mod engine;
@@ -17,6 +19,7 @@ pub mod events;
 pub mod hex_ids;
 pub mod hold;
 pub mod pgwire;
+pub mod profiles;
 pub mod prometheus;
 pub mod promql;
 pub mod sql;

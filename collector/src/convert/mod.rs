@@ -4,6 +4,7 @@
 mod columns;
 mod logs;
 mod metrics;
+mod profiles;
 mod traces;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use arrow::datatypes::Schema;
 pub use columns::{any_value_fields, attributes_type, timestamp_type};
 pub use logs::LogsBuilder;
 pub use metrics::MetricsBuilder;
+pub use profiles::{ProfileSample, ProfileSamplesBuilder, profile_batch};
 pub use traces::SpansBuilder;
 
 use crate::otlp::Payload;
@@ -40,6 +42,7 @@ pub fn convert(payload: &Payload, received_at: u64) -> Vec<(Table, RecordBatch)>
             b.append_request(req);
             b.finish()
         }
+        Payload::Profiles(batch) => vec![(Table::ProfileSamples, batch.clone())],
     };
     out.into_iter().filter(|(_, b)| b.num_rows() > 0).collect()
 }
@@ -49,6 +52,7 @@ pub fn empty_batch(table: Table) -> RecordBatch {
     match table {
         Table::Spans => SpansBuilder::default().finish(),
         Table::Logs => LogsBuilder::default().finish(),
+        Table::ProfileSamples => ProfileSamplesBuilder::default().finish(),
         t => MetricsBuilder::empty(t),
     }
 }

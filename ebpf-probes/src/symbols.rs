@@ -1,0 +1,196 @@
+//! Names for stack addresses, with blazesym.
+//!
+//! User addresses are first normalized to (binary, file offset); names are
+//! cached per binary *build id* and offset, so every process running the
+//! same executable or library (a fleet of workers, a restarted service)
+//! reuses the names found once, and a rebuilt binary at the same path is
+//! never given stale ones. Kernel addresses are cached by address: they do
+//! not move while the machine is up.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use blazesym::Pid;
+use blazesym::normalize::{NormalizeOpts, Normalizer, UserMeta};
+use blazesym::symbolize::source::{Elf, Kernel, Source};
+use blazesym::symbolize::{Input, Symbolized, Symbolizer};
+
+/// Entries kept before the caches start over, bounding their memory
+/// (about 100 bytes each).
+const MAX_ENTRIES: usize = 500_000;
+
+/// Cache hit and miss counts, for tests and self-metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Addresses named from the cache.
+    pub hits: u64,
+    /// Addresses that needed the symbolizer.
+    pub misses: u64,
+}
+
+/// Address → name, cached.
+pub struct Symbols {
+    normalizer: Normalizer,
+    symbolizer: Symbolizer,
+    /// (build id, or the path when the binary has none; file offset) → name.
+    user: HashMap<(Arc<[u8]>, u64), Arc<str>>,
+    kernel: HashMap<u64, Arc<str>>,
+    /// Counts since start.
+    pub stats: CacheStats,
+}
+
+impl Default for Symbols {
+    fn default() -> Self {
+        Symbols {
+            normalizer: Normalizer::builder()
+                .enable_build_ids(true)
+                .enable_build_id_caching(true)
+                .build(),
+            symbolizer: Symbolizer::new(),
+            user: HashMap::new(),
+            kernel: HashMap::new(),
+            stats: CacheStats::default(),
+        }
+    }
+}
+
+fn hex(ip: u64, suffix: &str) -> String {
+    format!("{ip:#x}{suffix}")
+}
+
+impl Symbols {
+    /// Names of the user-space addresses `ips` of process `pid`.
+    pub fn user(&mut self, pid: u32, ips: &[u64]) -> Vec<String> {
+        let opts = NormalizeOpts {
+            // Paths under /proc/<pid>/map_files reach binaries inside
+            // containers and binaries deleted since they started.
+            map_files: true,
+            ..Default::default()
+        };
+        let Ok(out) = self
+            .normalizer
+            .normalize_user_addrs_opts(Pid::from(pid), ips, &opts)
+        else {
+            return ips.iter().map(|ip| hex(*ip, "")).collect();
+        };
+        let mut names: Vec<Option<Arc<str>>> = vec![None; ips.len()];
+        // Per binary (meta index): the positions and offsets still unnamed.
+        let mut missing: HashMap<usize, Vec<(usize, u64)>> = HashMap::new();
+        for (pos, (offset, meta)) in out.outputs.iter().enumerate() {
+            if let Some(UserMeta::Elf(elf)) = out.meta.get(*meta) {
+                let key = (binary_key(elf), *offset);
+                match self.user.get(&key) {
+                    Some(name) => {
+                        self.stats.hits += 1;
+                        names[pos] = Some(name.clone());
+                    }
+                    None => missing.entry(*meta).or_default().push((pos, *offset)),
+                }
+            }
+        }
+        for (meta, wanted) in missing {
+            let Some(UserMeta::Elf(elf)) = out.meta.get(meta) else {
+                continue;
+            };
+            let key = binary_key(elf);
+            let offsets: Vec<u64> = wanted.iter().map(|(_, o)| *o).collect();
+            let found = self.lookup(&Source::Elf(Elf::new(&elf.path)), Input::FileOffset(&offsets));
+            self.stats.misses += offsets.len() as u64;
+            if self.user.len() > MAX_ENTRIES {
+                self.user.clear();
+            }
+            for ((pos, offset), name) in wanted.into_iter().zip(found) {
+                let name: Arc<str> = name
+                    .unwrap_or_else(|| format!("{}+{offset:#x}", file_name(&elf.path)))
+                    .into();
+                self.user.insert((key.clone(), offset), name.clone());
+                names[pos] = Some(name);
+            }
+        }
+        names
+            .into_iter()
+            .zip(ips)
+            .map(|(n, ip)| n.map_or_else(|| hex(*ip, ""), |n| n.to_string()))
+            .collect()
+    }
+
+    /// Names of kernel addresses, suffixed `_[k]`.
+    pub fn kernel(&mut self, ips: &[u64]) -> Vec<String> {
+        let missing: Vec<u64> = ips
+            .iter()
+            .copied()
+            .filter(|ip| !self.kernel.contains_key(ip))
+            .collect();
+        self.stats.hits += (ips.len() - missing.len()) as u64;
+        if !missing.is_empty() {
+            self.stats.misses += missing.len() as u64;
+            let found = self.lookup(
+                &Source::Kernel(Kernel::default()),
+                Input::AbsAddr(&missing),
+            );
+            if self.kernel.len() > MAX_ENTRIES {
+                self.kernel.clear();
+            }
+            for (ip, name) in missing.into_iter().zip(found) {
+                let name = name.map_or_else(|| hex(ip, "_[k]"), |n| format!("{n}_[k]"));
+                self.kernel.insert(ip, name.into());
+            }
+        }
+        ips.iter()
+            .map(|ip| self.kernel.get(ip).map_or_else(|| hex(*ip, "_[k]"), |n| n.to_string()))
+            .collect()
+    }
+
+    /// One name per input, `None` where the symbolizer knows none.
+    fn lookup(&self, src: &Source, input: Input<&[u64]>) -> Vec<Option<String>> {
+        let n = input.as_inner_ref().len();
+        match self.symbolizer.symbolize(src, input) {
+            Ok(syms) => syms
+                .iter()
+                .map(|s| match s {
+                    Symbolized::Sym(sym) => Some(sym.name.to_string()),
+                    Symbolized::Unknown(_) => None,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "symbolization failed");
+                vec![None; n]
+            }
+        }
+    }
+}
+
+fn binary_key(elf: &blazesym::normalize::Elf<'_>) -> Arc<[u8]> {
+    match &elf.build_id {
+        Some(id) if !id.is_empty() => Arc::from(id.as_ref()),
+        _ => Arc::from(elf.path.as_os_str().as_encoded_bytes()),
+    }
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map_or_else(|| "?".into(), |n| n.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[inline(never)]
+    fn where_am_i() -> u64 {
+        where_am_i as *const () as u64
+    }
+
+    #[test]
+    fn own_function_named_once_then_from_the_cache() {
+        let mut s = Symbols::default();
+        let ip = where_am_i();
+        let pid = std::process::id();
+        let first = s.user(pid, &[ip]);
+        assert!(first[0].contains("where_am_i"), "{first:?}");
+        assert_eq!(s.stats, CacheStats { hits: 0, misses: 1 });
+        let again = s.user(pid, &[ip]);
+        assert_eq!(again, first);
+        assert_eq!(s.stats, CacheStats { hits: 1, misses: 1 });
+    }
+}
