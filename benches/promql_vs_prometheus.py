@@ -104,11 +104,18 @@ def main():
             time.sleep(0.1)
     t0 = (int(time.time() * 1000) - (args.hours * 3_600_000 + 600_000)) // 60_000 * 60_000
     loaded = 0
+    load_start = time.time()
     for batch in series_batches(args.series, args.hours, t0):
         for url in (prom_url + "/api/v1/write", sl.api("/api/v1/write")):
-            r = write(url, batch, timeout=300)
+            # As Prometheus' own sender: 429 and 5xx are retried with backoff.
+            for attempt in range(60):
+                r = write(url, batch, timeout=300)
+                if r.status_code not in (429, 503):
+                    break
+                time.sleep(min(5.0, float(r.headers.get("Retry-After", "1")) * (1 + attempt / 10)))
             assert r.status_code in (200, 204), (url, r.status_code, r.text[:200])
         loaded += sum(len(p) for _, p in batch)
+        print(f"loaded {loaded} samples per server ({time.time() - load_start:.0f} s)", file=sys.stderr)
     time.sleep(12)
     print(f"{loaded} samples per server; {args.series} counter series + {max(1, args.series // 10)} histograms; "
           f"{args.hours} h at 15 s step")

@@ -39,14 +39,16 @@ fi
 
 # Oracles and real clients the tests use: Debian's Prometheus (PromQL
 # oracle, remote-write receiver, promtool for generated rules), its
-# Alertmanager (receives SLO alerts), bpftrace (cross-checks the probes)
-# and psql (PostgreSQL wire protocol).
+# Alertmanager (receives SLO alerts), bpftrace (cross-checks the probes),
+# psql (PostgreSQL wire protocol) and Go, whose `go tool pprof` reads the
+# pprof profiles Sightline serves.
 need_test_apt=()
 command -v prometheus >/dev/null || need_test_apt+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_test_apt+=(prometheus-alertmanager)
 command -v bpftrace >/dev/null || need_test_apt+=(bpftrace)
 command -v perf >/dev/null || need_test_apt+=(linux-perf)
 command -v psql >/dev/null || need_test_apt+=(postgresql-client)
+command -v go >/dev/null || need_test_apt+=(golang-go)
 if ((${#need_test_apt[@]})); then
   log "installing Debian test packages: ${need_test_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -177,6 +177,20 @@ fn condition_text(s: &SloStatus, a: &crate::spec::AlertSpec) -> String {
 }
 
 async fn rules(State(status): State<SharedStatus>, Query(p): Query<RulesParams>) -> Response {
+    // As Prometheus: only `alert` and `record` filter; anything else is an error.
+    if let Some(kind) = p.kind.as_deref().filter(|k| !matches!(*k, "alert" | "record" | "")) {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            json!({
+                "status": "error",
+                "errorType": "bad_data",
+                "error": format!("unsupported type {kind:?}: use alert or record"),
+            })
+            .to_string(),
+        )
+            .into_response();
+    }
     let st = status.read().map(|s| s.clone()).unwrap_or_default();
     let interval = st.interval.as_secs_f64();
     let groups: Vec<Value> = st

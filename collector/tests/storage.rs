@@ -220,3 +220,80 @@ async fn retention_deletes_old_partitions_only() {
     ingest.maintain().await;
     assert_eq!(stored_ids(dir.path()), vec![101, 102]);
 }
+
+#[tokio::test]
+async fn profile_samples_are_replayed_from_the_wal_and_stored_once() {
+    use arrow::array::{AsArray, Int64Array};
+    use collector::convert::{ProfileSample, profile_batch};
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(config(dir.path()), SelfMetrics::new())
+        .await
+        .unwrap();
+    let sample = |pid: u32, count| ProfileSample {
+        time_unix_nano: now() as i64,
+        host_name: "node-1".into(),
+        service_name: Some("checkout".into()),
+        pid,
+        comm: "app".into(),
+        stack: vec!["main".into(), format!("work_{pid}")],
+        count,
+        period_nanos: 52_631_578,
+        ..Default::default()
+    };
+    let batch = profile_batch(&[sample(1, 3), sample(2, 5)]);
+    let rej = ingest
+        .export(Transport::Internal, Payload::Profiles(batch), None)
+        .await
+        .unwrap();
+    assert_eq!(rej.count, 0);
+    // A crash before any flush: the samples exist only in the WAL.
+    drop(ingest);
+    assert!(parquet_files(dir.path()).is_empty());
+    let metrics = SelfMetrics::new();
+    let ingest = Ingest::start(config(dir.path()), metrics.clone())
+        .await
+        .unwrap();
+    assert_eq!(metrics.wal_replayed_records.get(), 1);
+    ingest.shutdown().await;
+    drop(ingest);
+    // A second restart finds them covered by Parquet and replays nothing.
+    let metrics = SelfMetrics::new();
+    let ingest = Ingest::start(config(dir.path()), metrics.clone())
+        .await
+        .unwrap();
+    assert_eq!(metrics.wal_replayed_records.get(), 0);
+    ingest.shutdown().await;
+    let files = parquet_files(dir.path());
+    assert_eq!(files.len(), 1);
+    assert!(files[0].to_string_lossy().contains("profile_samples/date="));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&files[0]).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut stacks = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let counts = batch
+            .column_by_name("count")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .clone();
+        let list = batch.column_by_name("stack").unwrap().as_list::<i32>();
+        for i in 0..batch.num_rows() {
+            let frames = list.value(i);
+            let frames: Vec<String> = frames
+                .as_string::<i32>()
+                .iter()
+                .map(|f| f.unwrap().to_string())
+                .collect();
+            stacks.push((frames.join(";"), counts.value(i)));
+        }
+    }
+    stacks.sort();
+    assert_eq!(
+        stacks,
+        [("main;work_1".to_string(), 3), ("main;work_2".to_string(), 5)]
+    );
+}

@@ -170,6 +170,7 @@ fn only(enable: fn(&mut ProbesConfig)) -> ProbesConfig {
         block_io: false,
         syscalls: false,
         tcp: false,
+        profiler: false,
         ..Default::default()
     };
     enable(&mut c);
@@ -272,6 +273,134 @@ END {{ clear(@start); }}
         connects(listener),
         move |t| t.tcp_connect.only(&[("port", &label)]).merged(),
         300.0,
+    );
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test network namespace joined to this one by a veth pair; removed on
+/// drop (deleting the namespace deletes both ends).
+struct TestNet {
+    ns: String,
+    /// The namespace's end's address.
+    peer: String,
+}
+
+impl TestNet {
+    fn new() -> TestNet {
+        let id = std::process::id() % 100_000;
+        let (ns, host, inner) = (format!("slr{id}"), format!("slr{id}h"), format!("slr{id}n"));
+        let subnet = format!("10.231.{}", id % 250);
+        let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        ip(&["netns", "add", &ns]);
+        let net = TestNet {
+            ns: ns.clone(),
+            peer: format!("{subnet}.2"),
+        };
+        ip(&["link", "add", &host, "type", "veth", "peer", "name", &inner]);
+        ip(&["link", "set", &inner, "netns", &ns]);
+        ip(&["addr", "add", &format!("{subnet}.1/30"), "dev", &host]);
+        ip(&["link", "set", &host, "up"]);
+        let inside = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &ns, "ip"];
+            all.extend_from_slice(args);
+            ip(&all);
+        };
+        inside(&["addr", "add", &format!("{}/30", net.peer), "dev", &inner]);
+        inside(&["link", "set", &inner, "up"]);
+        inside(&["link", "set", "lo", "up"]);
+        net
+    }
+
+    /// Makes the namespace stop answering: without its address, arriving
+    /// segments are dropped silently, so the sender retransmits.
+    fn go_silent(&self) {
+        let inner = format!("{}n", self.ns);
+        let addr = format!("{}/30", self.peer);
+        ip(&["netns", "exec", &self.ns, "ip", "addr", "del", &addr, "dev", &inner]);
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+#[test]
+fn tcp_retransmits_match_bpftrace_when_the_peer_goes_silent() {
+    // `tc netem` is not built into this kernel; a peer that loses its
+    // address drops every segment just as well.
+    let net = TestNet::new();
+    let port = 40_000 + (std::process::id() % 20_000) as u16;
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", &net.ns, "python3", "-c"])
+        .arg(format!(
+            "import socket,time\ns=socket.socket()\ns.bind(('{}',{port}))\ns.listen()\nc,_=s.accept()\ntime.sleep(30)",
+            net.peer
+        ))
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("{}:{port}", net.peer).parse().unwrap();
+    let mut client = (0..100)
+        .find_map(|_| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                .map_err(|_| std::thread::sleep(Duration::from_millis(50)))
+                .ok()
+        })
+        .expect("connect to the server in the test namespace");
+    let metrics = collector::self_metrics::SelfMetrics::new();
+    let mut probes = Probes::start(&only(|c| c.tcp = true), &metrics).expect("probes load (as root)");
+    let mut bt = Command::new("bpftrace")
+        .args([
+            "-e",
+            &format!("tracepoint:tcp:tcp_retransmit_skb /args->dport == {port}/ {{ @n = count(); }}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bpftrace is installed by scripts/setup.sh");
+    let mut lines = BufReader::new(bt.stdout.take().unwrap()).lines();
+    assert!(lines.next().unwrap().unwrap().starts_with("Attaching"));
+    net.go_silent();
+    use std::io::Write;
+    client.write_all(&[7u8; 1000]).unwrap();
+    // RTOs of 0.2, 0.4, 0.8, 1.6 s (and a tail loss probe) fit in 4 s.
+    std::thread::sleep(Duration::from_secs(4));
+    Command::new("kill")
+        .args(["-INT", &bt.id().to_string()])
+        .status()
+        .unwrap();
+    let text: String = lines.map_while(Result::ok).collect::<Vec<_>>().join("\n");
+    bt.wait().unwrap();
+    probes.collect();
+    let _ = server.kill();
+    let _ = server.wait();
+    let theirs: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("@n: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    let key = vec![
+        ("address".to_string(), net.peer.clone()),
+        ("port".to_string(), port.to_string()),
+    ];
+    let ours = probes.totals.tcp_retransmits.get(&key).copied().unwrap_or(0);
+    eprintln!("retransmits to {addr}: ours {ours}, bpftrace {theirs}");
+    assert!(theirs >= 3, "too few retransmits to compare: {text}");
+    // Both count the same tracepoint over almost the same window; ours
+    // attached first, so it may see one more.
+    assert!(
+        ours >= theirs && ours <= theirs + 1,
+        "ours {ours}, bpftrace {theirs}; all: {:?}",
+        probes.totals.tcp_retransmits
     );
 }
 

@@ -270,6 +270,8 @@ def test_alertmanager_gets_the_page_keeps_it_across_a_restart_and_sees_it_resolv
         assert [a["state"] for a in mine] == ["firing"]
         rules = requests.get(server.api("/api/v1/rules"), params={"type": "alert"}).json()["data"]["groups"]
         assert rules[0]["rules"][0]["state"] == "firing" and rules[0]["rules"][0]["type"] == "alerting"
+        bad = requests.get(server.api("/api/v1/rules"), params={"type": "alerts"})
+        assert bad.status_code == 400 and bad.json()["errorType"] == "bad_data"
         burn = wait_for(lambda: requests.get(server.api("/api/v1/query"), params={
             "query": 'sightline_slo_burn_rate{sloth_id="checkout-availability", window="20s"}'}).json()["data"]["result"],
             what="burn rate series")
