@@ -246,7 +246,9 @@ async fn profile_samples_are_replayed_from_the_wal_and_stored_once() {
         .await
         .unwrap();
     assert_eq!(rej.count, 0);
-    // A crash before any flush: the samples exist only in the WAL.
+    // A crash before any flush: the samples exist only in the WAL. (Let
+    // the conversion task end so it drops its handle and the lock.)
+    tokio::time::sleep(Duration::from_millis(200)).await;
     drop(ingest);
     assert!(parquet_files(dir.path()).is_empty());
     let metrics = SelfMetrics::new();
