@@ -323,7 +323,10 @@ impl RunArgs {
         set(&mut c.probes.syscalls, self.probes_syscalls);
         set(&mut c.probes.tcp, self.probes_tcp);
         set(&mut c.probes.profiler, self.probes_profiler);
-        set(&mut c.probes.profiler_frequency, self.probes_profiler_frequency);
+        set(
+            &mut c.probes.profiler_frequency,
+            self.probes_profiler_frequency,
+        );
         set(&mut c.probes.drain_interval, self.probes_drain_interval);
         let slo = &mut c.slo;
         if !self.slo_files.is_empty() {

@@ -89,6 +89,10 @@ pub async fn run(args: ProfileArgs) -> anyhow::Result<()> {
     };
     std::fs::write(&args.output, bytes)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
-    eprintln!("{} samples written to {}", profile.total(), args.output.display());
+    eprintln!(
+        "{} samples written to {}",
+        profile.total(),
+        args.output.display()
+    );
     Ok(())
 }

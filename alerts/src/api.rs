@@ -178,7 +178,11 @@ fn condition_text(s: &SloStatus, a: &crate::spec::AlertSpec) -> String {
 
 async fn rules(State(status): State<SharedStatus>, Query(p): Query<RulesParams>) -> Response {
     // As Prometheus: only `alert` and `record` filter; anything else is an error.
-    if let Some(kind) = p.kind.as_deref().filter(|k| !matches!(*k, "alert" | "record" | "")) {
+    if let Some(kind) = p
+        .kind
+        .as_deref()
+        .filter(|k| !matches!(*k, "alert" | "record" | ""))
+    {
         return (
             axum::http::StatusCode::BAD_REQUEST,
             [(axum::http::header::CONTENT_TYPE, "application/json")],

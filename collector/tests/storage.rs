@@ -296,6 +296,9 @@ async fn profile_samples_are_replayed_from_the_wal_and_stored_once() {
     stacks.sort();
     assert_eq!(
         stacks,
-        [("main;work_1".to_string(), 3), ("main;work_2".to_string(), 5)]
+        [
+            ("main;work_1".to_string(), 3),
+            ("main;work_2".to_string(), 5)
+        ]
     );
 }

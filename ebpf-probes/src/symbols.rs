@@ -94,7 +94,10 @@ impl Symbols {
             };
             let key = binary_key(elf);
             let offsets: Vec<u64> = wanted.iter().map(|(_, o)| *o).collect();
-            let found = self.lookup(&Source::Elf(Elf::new(&elf.path)), Input::FileOffset(&offsets));
+            let found = self.lookup(
+                &Source::Elf(Elf::new(&elf.path)),
+                Input::FileOffset(&offsets),
+            );
             self.stats.misses += offsets.len() as u64;
             if self.user.len() > MAX_ENTRIES {
                 self.user.clear();
@@ -124,10 +127,7 @@ impl Symbols {
         self.stats.hits += (ips.len() - missing.len()) as u64;
         if !missing.is_empty() {
             self.stats.misses += missing.len() as u64;
-            let found = self.lookup(
-                &Source::Kernel(Kernel::default()),
-                Input::AbsAddr(&missing),
-            );
+            let found = self.lookup(&Source::Kernel(Kernel::default()), Input::AbsAddr(&missing));
             if self.kernel.len() > MAX_ENTRIES {
                 self.kernel.clear();
             }
@@ -137,7 +137,11 @@ impl Symbols {
             }
         }
         ips.iter()
-            .map(|ip| self.kernel.get(ip).map_or_else(|| hex(*ip, "_[k]"), |n| n.to_string()))
+            .map(|ip| {
+                self.kernel
+                    .get(ip)
+                    .map_or_else(|| hex(*ip, "_[k]"), |n| n.to_string())
+            })
             .collect()
     }
 

@@ -277,7 +277,10 @@ END {{ clear(@start); }}
 }
 
 fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("ip (iproute2)");
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2)");
     assert!(
         out.status.success(),
         "ip {args:?}: {}",
@@ -324,7 +327,9 @@ impl TestNet {
     fn go_silent(&self) {
         let inner = format!("{}n", self.ns);
         let addr = format!("{}/30", self.peer);
-        ip(&["netns", "exec", &self.ns, "ip", "addr", "del", &addr, "dev", &inner]);
+        ip(&[
+            "netns", "exec", &self.ns, "ip", "addr", "del", &addr, "dev", &inner,
+        ]);
     }
 }
 
@@ -357,11 +362,14 @@ fn tcp_retransmits_match_bpftrace_when_the_peer_goes_silent() {
         })
         .expect("connect to the server in the test namespace");
     let metrics = collector::self_metrics::SelfMetrics::new();
-    let mut probes = Probes::start(&only(|c| c.tcp = true), &metrics).expect("probes load (as root)");
+    let mut probes =
+        Probes::start(&only(|c| c.tcp = true), &metrics).expect("probes load (as root)");
     let mut bt = Command::new("bpftrace")
         .args([
             "-e",
-            &format!("tracepoint:tcp:tcp_retransmit_skb /args->dport == {port}/ {{ @n = count(); }}"),
+            &format!(
+                "tracepoint:tcp:tcp_retransmit_skb /args->dport == {port}/ {{ @n = count(); }}"
+            ),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -392,7 +400,12 @@ fn tcp_retransmits_match_bpftrace_when_the_peer_goes_silent() {
         ("address".to_string(), net.peer.clone()),
         ("port".to_string(), port.to_string()),
     ];
-    let ours = probes.totals.tcp_retransmits.get(&key).copied().unwrap_or(0);
+    let ours = probes
+        .totals
+        .tcp_retransmits
+        .get(&key)
+        .copied()
+        .unwrap_or(0);
     eprintln!("retransmits to {addr}: ours {ours}, bpftrace {theirs}");
     assert!(theirs >= 3, "too few retransmits to compare: {text}");
     // Both count the same tracepoint over almost the same window; ours

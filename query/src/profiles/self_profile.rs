@@ -91,7 +91,10 @@ mod tests {
         let p = profile_self(Duration::from_secs(2)).unwrap();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         busy.join().unwrap();
-        assert!(matches!(second.join().unwrap(), Err(SelfProfileError::Busy)));
+        assert!(matches!(
+            second.join().unwrap(),
+            Err(SelfProfileError::Busy)
+        ));
         let spinning: u64 = p
             .stacks
             .iter()
