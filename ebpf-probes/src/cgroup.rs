@@ -1,8 +1,6 @@
 //! Which cgroup (and container, and Kubernetes pod) a thread belongs to,
 //! from `/proc/<pid>/cgroup`, cached per pid.
 
-use std::collections::HashMap;
-
 /// Where a thread runs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct Placement {
@@ -56,33 +54,15 @@ fn pod_uid(path: &str) -> Option<String> {
     })
 }
 
-/// Placements by pid, read once per pid.
-#[derive(Debug, Default)]
-pub struct Cache {
-    known: HashMap<u32, Placement>,
-}
-
-impl Cache {
-    /// Where `pid` runs (read from /proc the first time).
-    pub fn get(&mut self, pid: u32) -> Placement {
-        self.known
-            .entry(pid)
-            .or_insert_with(
-                || match std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
-                    Ok(t) => parse(&t),
-                    Err(_) => Placement {
-                        cgroup: "unknown".into(),
-                        ..Default::default()
-                    },
-                },
-            )
-            .clone()
-    }
-
-    /// Forgets pids that no longer exist (pids are reused).
-    pub fn prune(&mut self) {
-        self.known
-            .retain(|pid, _| std::path::Path::new(&format!("/proc/{pid}")).exists());
+/// Where `pid` runs, read from `/proc/<pid>/cgroup` (`unknown` once the
+/// process is gone). Cached per pid by [`crate::process::PidCache`].
+pub fn read_placement(pid: u32) -> Placement {
+    match std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
+        Ok(t) => parse(&t),
+        Err(_) => Placement {
+            cgroup: "unknown".into(),
+            ..Default::default()
+        },
     }
 }
 

@@ -207,15 +207,15 @@ pub struct Probes {
     running: Vec<Probe>,
     /// Counts since start.
     pub totals: Totals,
-    cgroups: cgroup::Cache,
-    comms: names::Comms,
+    cgroups: process::PidCache<cgroup::Placement>,
+    comms: process::PidCache<String>,
     devices: BTreeMap<u32, String>,
     start_ns: u64,
     host: String,
     top_n: usize,
     profiler: Option<profile::Profiler>,
     profiler_period_ns: i64,
-    services: process::Services,
+    services: process::PidCache<Option<String>>,
 }
 
 fn now_ns() -> u64 {
@@ -280,15 +280,15 @@ impl Probes {
             _ebpf: ebpf,
             running,
             totals: Totals::default(),
-            cgroups: cgroup::Cache::default(),
-            comms: names::Comms::default(),
+            cgroups: process::PidCache::new(cgroup::read_placement),
+            comms: process::PidCache::new(names::read_comm),
             devices: BTreeMap::new(),
             start_ns: now_ns(),
             host: host_name(),
             top_n: config.syscalls_top_n,
             profiler,
             profiler_period_ns: 1_000_000_000 / config.profiler_frequency.max(1) as i64,
-            services: process::Services::default(),
+            services: process::PidCache::new(process::read_service_name),
         })
     }
 
@@ -313,6 +313,7 @@ impl Probes {
             }
         }
         self.cgroups.prune();
+        self.comms.prune();
     }
 
     fn record(&mut self, key: HistKey, n: u64) {

@@ -2,8 +2,6 @@
 //! (`dev_t` → `vda`), syscalls (x86-64 numbers → `read`) and processes
 //! (tgid → `comm`).
 
-use std::collections::HashMap;
-
 /// `major:minor` of a kernel-internal `dev_t` (12-bit major, 20-bit minor).
 pub fn dev_numbers(dev: u32) -> (u32, u32) {
     (dev >> 20, dev & 0xfffff)
@@ -122,24 +120,12 @@ pub fn syscall_name(nr: u32) -> String {
     }
 }
 
-/// Process names by tgid, read once per tgid.
-#[derive(Debug, Default)]
-pub struct Comms {
-    known: HashMap<u32, String>,
-}
-
-impl Comms {
-    /// `comm` of `tgid` (`unknown` once it is gone).
-    pub fn get(&mut self, tgid: u32) -> String {
-        self.known
-            .entry(tgid)
-            .or_insert_with(|| {
-                std::fs::read_to_string(format!("/proc/{tgid}/comm"))
-                    .map(|s| s.trim().to_string())
-                    .unwrap_or_else(|_| "unknown".into())
-            })
-            .clone()
-    }
+/// `comm` of `tgid` (`unknown` once it is gone). Cached per pid by
+/// [`crate::process::PidCache`].
+pub fn read_comm(tgid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{tgid}/comm"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// The operation label of a block request.

@@ -27,30 +27,41 @@ pub fn service_name(environ: &[u8]) -> Option<String> {
     from_attributes
 }
 
-/// Service names by pid, read once per pid.
-#[derive(Debug, Default)]
-pub struct Services {
-    known: HashMap<u32, Option<String>>,
+/// Facts about processes read from `/proc` once per pid and forgotten
+/// when the pid is gone (pids are reused).
+#[derive(Debug)]
+pub struct PidCache<T> {
+    known: HashMap<u32, T>,
+    read: fn(u32) -> T,
 }
 
-impl Services {
-    /// The service `pid` belongs to, if it says.
-    pub fn get(&mut self, pid: u32) -> Option<String> {
-        self.known
-            .entry(pid)
-            .or_insert_with(|| {
-                std::fs::read(format!("/proc/{pid}/environ"))
-                    .ok()
-                    .and_then(|e| service_name(&e))
-            })
-            .clone()
+impl<T: Clone> PidCache<T> {
+    /// A cache that reads a missing pid with `read`.
+    pub fn new(read: fn(u32) -> T) -> Self {
+        PidCache {
+            known: HashMap::new(),
+            read,
+        }
     }
 
-    /// Forgets pids that no longer exist (pids are reused).
+    /// The fact about `pid` (read from /proc the first time).
+    pub fn get(&mut self, pid: u32) -> T {
+        let read = self.read;
+        self.known.entry(pid).or_insert_with(|| read(pid)).clone()
+    }
+
+    /// Forgets pids that no longer exist.
     pub fn prune(&mut self) {
         self.known
             .retain(|pid, _| std::path::Path::new(&format!("/proc/{pid}")).exists());
     }
+}
+
+/// The service `pid` belongs to, if its environment says.
+pub fn read_service_name(pid: u32) -> Option<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .ok()
+        .and_then(|e| service_name(&e))
 }
 
 #[cfg(test)]
