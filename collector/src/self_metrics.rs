@@ -325,7 +325,7 @@ impl SelfMetrics {
             profile_samples: counter_vec(
                 &r,
                 "sightline_profile_samples_total",
-                "CPU profile samples recorded; user_stack=\"no_frame_pointers\" counts samples of processes built without frame pointers, shown as their leaf only under a \"[no frame pointers]\" frame.",
+                "CPU profile samples recorded; user_stack=\"no_frame_pointers\" counts samples of processes built without frame pointers, shown as their leaf only under a \"[no frame pointers]\" frame; user_stack=\"none\" counts samples with no readable stack, shown as \"[unknown stack]\".",
                 &["user_stack"],
             ),
             profile_symbol_lookups: counter_vec(

@@ -479,8 +479,11 @@ impl Probes {
             .with_label_values(&["no_frame_pointers"])
             .inc_by(stats.without_frame_pointers);
         counted
+            .with_label_values(&["none"])
+            .inc_by(stats.without_stack);
+        counted
             .with_label_values(&["walked"])
-            .inc_by(stats.samples - stats.without_frame_pointers);
+            .inc_by(stats.samples - stats.without_frame_pointers - stats.without_stack);
         let now = now_ns() as i64;
         let rows = samples
             .into_iter()

@@ -37,6 +37,8 @@ pub struct DrainStats {
     /// Samples whose user stack was a single frame: the process was
     /// probably built without frame pointers, so only its leaf is shown.
     pub without_frame_pointers: u64,
+    /// Samples with neither a user nor a kernel stack.
+    pub without_stack: u64,
     /// All samples drained.
     pub samples: u64,
 }
@@ -47,10 +49,18 @@ pub struct Profiler {
     stacks: StackTraceMap<MapData>,
     /// The symbol cache, kept across drains.
     pub symbols: Symbols,
+    /// Stack ids in the kernel's stack map.
+    stack_ids: std::collections::HashSet<i32>,
 }
+
+/// Entries of the kernel's `STACKS` map (`programs/src/main.rs`).
+const STACK_MAP_ENTRIES: usize = 16_384;
 
 /// The frame shown for user stacks that are only their leaf.
 pub const NO_FRAME_POINTERS: &str = "[no frame pointers]";
+
+/// The frame shown for samples with no readable stack at all.
+pub const NO_STACK: &str = "[unknown stack]";
 
 impl Profiler {
     /// Attaches to `cpu-clock` on every online CPU at `frequency` Hz,
@@ -90,17 +100,23 @@ impl Profiler {
             counts: PerCpuHashMap::try_from(counts)?,
             stacks: StackTraceMap::try_from(stacks)?,
             symbols: Symbols::default(),
+            stack_ids: Default::default(),
         })
     }
 
-    /// Moves the samples out of the kernel, symbolized. Stack ids are not
-    /// removed while other keys may still use them; the stack map is
-    /// cleared only when no sample refers to it any more (every drain).
+    /// Moves the samples out of the kernel, symbolized.
+    ///
+    /// Stacks stay in the kernel's stack map between drains: a hot stack
+    /// is sampled again while we drain, under the same id, and removing it
+    /// would leave those samples without a stack. Stack ids are content
+    /// hashes (no `BPF_F_REUSE_STACKID`), so an id keeps meaning the same
+    /// stack until removed. Once half the map is in use the stacks are
+    /// removed in one go, so new stacks do not collide with old ones; only
+    /// samples taken during that moment can lose their stack.
     pub fn drain(&mut self) -> (Vec<Sample>, DrainStats) {
         let keys: Vec<ProfileKey> = self.counts.keys().filter_map(Result::ok).collect();
         let mut merged: BTreeMap<(u32, String, Vec<String>), u64> = BTreeMap::new();
         let mut stats = DrainStats::default();
-        let mut used = Vec::new();
         for key in keys {
             let Ok(values) = self.counts.get(&key, 0) else {
                 continue;
@@ -120,12 +136,24 @@ impl Profiler {
                 frames.insert(0, NO_FRAME_POINTERS.to_string());
             }
             frames.extend(self.kernel_frames(key.kernel_stack));
-            used.extend([key.user_stack, key.kernel_stack]);
+            if frames.is_empty() {
+                // Neither stack could be read (the kernel failed to walk
+                // it, e.g. mid-exec): keep the sample, say so.
+                stats.without_stack += n;
+                frames.push(NO_STACK.to_string());
+            }
+            self.stack_ids.extend(
+                [key.user_stack, key.kernel_stack]
+                    .into_iter()
+                    .filter(|id| *id >= 0),
+            );
             let comm = comm(&key.comm);
             *merged.entry((key.tgid, comm, frames)).or_default() += n;
         }
-        for id in used.into_iter().filter(|id| *id >= 0) {
-            let _ = self.stacks.remove(&(id as u32));
+        if self.stack_ids.len() > STACK_MAP_ENTRIES / 2 {
+            for id in std::mem::take(&mut self.stack_ids) {
+                let _ = self.stacks.remove(&(id as u32));
+            }
         }
         let samples = merged
             .into_iter()
