@@ -78,12 +78,34 @@ def timed(url, params, repeat):
     return statistics.median(times), len(r.json()["data"]["result"])
 
 
+def profile(sl, params, seconds, out):
+    """Profiles Sightline while it answers the query once more."""
+    import threading
+    got = {}
+    seconds = max(1, int(seconds + 1.5))
+
+    def fetch():
+        got["r"] = requests.get(sl.api("/debug/pprof/profile"),
+                                params={"seconds": seconds, "format": "folded"}, timeout=seconds + 60)
+    th = threading.Thread(target=fetch)
+    th.start()
+    time.sleep(0.3)
+    requests.get(sl.api("/api/v1/query_range"), params=params, timeout=600)
+    th.join()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(got["r"].text)
+    print(f"profile: {out}", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--series", type=int, default=1000)
     ap.add_argument("--hours", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--bin", default=str(ROOT / "target" / "release" / "sightline"))
+    ap.add_argument("--profile", metavar="DIR",
+                    help="also profile Sightline (/debug/pprof/profile) during one more run of each "
+                         "query and write its folded stacks to DIR/<n>.folded")
     args = ap.parse_args()
     import conftest
     conftest.BIN = args.bin
@@ -129,6 +151,8 @@ def main():
         tp, n = timed(prom_url + "/api/v1/query_range", params, args.repeat)
         ts, m = timed(sl.api("/api/v1/query_range"), params, args.repeat)
         print(f"| `{q}` | {tp * 1000:.0f} ms | {ts * 1000:.0f} ms | {n}/{m} |")
+        if args.profile:
+            profile(sl, params, ts, Path(args.profile) / f"{QUERIES.index(q)}.folded")
     prom.terminate()
     sl.stop()
 

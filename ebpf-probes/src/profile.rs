@@ -6,7 +6,7 @@
 //! kernel, cached per build id). Rendering (flame graphs, pprof) is the
 //! query layer's: `query::profiles`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aya::Ebpf;
 use aya::maps::{Array, MapData, PerCpuHashMap, StackTraceMap};
@@ -114,28 +114,26 @@ impl Profiler {
     /// removed in one go, so new stacks do not collide with old ones; only
     /// samples taken during that moment can lose their stack.
     pub fn drain(&mut self) -> (Vec<Sample>, DrainStats) {
-        let keys: Vec<ProfileKey> = self.counts.keys().filter_map(Result::ok).collect();
+        let drained = self.take_counts();
+        let user = self.user_stacks(&drained);
+        let mut kernel: HashMap<i32, Vec<String>> = HashMap::new();
         let mut merged: BTreeMap<(u32, String, Vec<String>), u64> = BTreeMap::new();
         let mut stats = DrainStats::default();
-        for key in keys {
-            let Ok(values) = self.counts.get(&key, 0) else {
-                continue;
-            };
-            let _ = self.counts.remove(&key);
-            let n: u64 = values.iter().sum();
-            if n == 0 {
-                continue;
-            }
+        for (key, n) in drained {
             stats.samples += n;
-            let user = self.user_frames(&key);
-            if user.len() == 1 {
-                stats.without_frame_pointers += n;
-            }
-            let mut frames = user;
+            let mut frames = user
+                .get(&(key.tgid, key.user_stack))
+                .cloned()
+                .unwrap_or_default();
             if frames.len() == 1 {
+                stats.without_frame_pointers += n;
                 frames.insert(0, NO_FRAME_POINTERS.to_string());
             }
-            frames.extend(self.kernel_frames(key.kernel_stack));
+            if !kernel.contains_key(&key.kernel_stack) {
+                let names = self.kernel_frames(key.kernel_stack);
+                kernel.insert(key.kernel_stack, names);
+            }
+            frames.extend(kernel[&key.kernel_stack].iter().cloned());
             if frames.is_empty() {
                 // Neither stack could be read (the kernel failed to walk
                 // it, e.g. mid-exec): keep the sample, say so.
@@ -167,6 +165,50 @@ impl Profiler {
         (samples, stats)
     }
 
+    /// Moves the per-CPU counts out of the kernel map, summed over CPUs.
+    fn take_counts(&mut self) -> Vec<(ProfileKey, u64)> {
+        let keys: Vec<ProfileKey> = self.counts.keys().filter_map(Result::ok).collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Ok(values) = self.counts.get(&key, 0) else {
+                continue;
+            };
+            let _ = self.counts.remove(&key);
+            let n: u64 = values.iter().sum();
+            if n > 0 {
+                out.push((key, n));
+            }
+        }
+        out
+    }
+
+    /// Names of every user stack drained, by (process, stack id).
+    ///
+    /// One symbolizer call per process: each call reads the process's
+    /// memory map, which costs more than naming a cached address.
+    fn user_stacks(&mut self, drained: &[(ProfileKey, u64)]) -> HashMap<(u32, i32), Vec<String>> {
+        let mut by_process: HashMap<u32, Vec<i32>> = HashMap::new();
+        for (key, _) in drained {
+            let ids = by_process.entry(key.tgid).or_default();
+            if key.user_stack >= 0 && !ids.contains(&key.user_stack) {
+                ids.push(key.user_stack);
+            }
+        }
+        let mut out = HashMap::new();
+        for (tgid, ids) in by_process {
+            let stacks: Vec<Vec<u64>> = ids.iter().map(|id| self.ips(*id)).collect();
+            let all: Vec<u64> = stacks.iter().flatten().copied().collect();
+            if all.is_empty() {
+                continue;
+            }
+            let mut names = self.symbols.user(tgid, &all).into_iter();
+            for (id, ips) in ids.into_iter().zip(stacks) {
+                out.insert((tgid, id), names.by_ref().take(ips.len()).collect());
+            }
+        }
+        out
+    }
+
     fn ips(&self, id: i32) -> Vec<u64> {
         if id < 0 {
             return Vec::new();
@@ -176,14 +218,6 @@ impl Profiler {
             Ok(trace) => trace.frames().iter().rev().map(|f| f.ip).collect(),
             Err(_) => Vec::new(),
         }
-    }
-
-    fn user_frames(&mut self, key: &ProfileKey) -> Vec<String> {
-        let ips = self.ips(key.user_stack);
-        if ips.is_empty() {
-            return Vec::new();
-        }
-        self.symbols.user(key.tgid, &ips)
     }
 
     fn kernel_frames(&mut self, id: i32) -> Vec<String> {

@@ -1,7 +1,6 @@
 //! Aggregation operators (`sum`, `avg`, `topk`, `count_values`, …) with
 //! `by`/`without`, as Prometheus computes them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use promql_parser::parser::token;
@@ -77,15 +76,22 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryErr
             }));
         }
     }
-    let mut groups: HashMap<Labels, Group> = HashMap::new();
-    let mut order: Vec<Labels> = Vec::new();
+    let mut groups: super::eval::FastMap<Arc<Labels>, Group> = Default::default();
+    let mut order: Vec<Arc<Labels>> = Vec::new();
+    // count_values makes new label sets at every step: not worth keeping.
+    let memoize = op != token::T_COUNT_VALUES;
+    let how = a as *const AggregateExpr as usize;
     for s in input {
-        let key = group_labels(&s.labels, &modifier);
+        let key = if memoize {
+            ev.derived(how, &s.labels, |l| group_labels(l, &modifier))
+        } else {
+            Arc::new(group_labels(&s.labels, &modifier))
+        };
         let v = s.value;
         let Some(g) = groups.get_mut(&key) else {
             order.push(key.clone());
             let first = Group {
-                labels: Arc::new(key.clone()),
+                labels: key.clone(),
                 value: if op == token::T_STDDEV || op == token::T_STDVAR {
                     0.0
                 } else if op == token::T_GROUP {
@@ -158,8 +164,27 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryErr
 
 /// The `k` largest (or smallest) samples; NaN counts as the smallest for
 /// `topk` and the largest for `bottomk`.
-fn top(mut members: Vec<Sample>, k: usize, largest: bool) -> Vec<Sample> {
-    members.sort_by(|a, b| {
+///
+/// The selection replays Prometheus' binary heap (Go's `container/heap`
+/// over `vectorByValueHeap`) sample by sample, so that among equal values
+/// the same series win as in Prometheus; a plain sort would pick others.
+fn top(members: Vec<Sample>, k: usize, largest: bool) -> Vec<Sample> {
+    // `less(a, b)`: a sits nearer the heap's root, the next to be evicted.
+    let less = |a: f64, b: f64| a.is_nan() || if largest { a < b } else { a > b };
+    let mut heap: Vec<Sample> = Vec::with_capacity(k.min(members.len()));
+    for s in members {
+        if heap.len() < k {
+            heap.push(s);
+            let last = heap.len() - 1;
+            heap_up(&mut heap, last, &less);
+        } else if less(heap[0].value, s.value) && !s.value.is_nan() {
+            heap[0] = s;
+            if k > 1 && !heap_down(&mut heap, 0, &less) {
+                heap_up(&mut heap, 0, &less);
+            }
+        }
+    }
+    heap.sort_by(|a, b| {
         let (x, y) = (a.value, b.value);
         match (x.is_nan(), y.is_nan()) {
             (true, true) => std::cmp::Ordering::Equal,
@@ -171,8 +196,40 @@ fn top(mut members: Vec<Sample>, k: usize, largest: bool) -> Vec<Sample> {
             }
         }
     });
-    members.truncate(k);
-    members
+    heap
+}
+
+/// Go's `heap.up`.
+fn heap_up(h: &mut [Sample], mut j: usize, less: &impl Fn(f64, f64) -> bool) {
+    while j > 0 {
+        let parent = (j - 1) / 2;
+        if !less(h[j].value, h[parent].value) {
+            break;
+        }
+        h.swap(parent, j);
+        j = parent;
+    }
+}
+
+/// Go's `heap.down`; whether the element moved.
+fn heap_down(h: &mut [Sample], i0: usize, less: &impl Fn(f64, f64) -> bool) -> bool {
+    let mut i = i0;
+    loop {
+        let left = 2 * i + 1;
+        if left >= h.len() {
+            break;
+        }
+        let mut j = left;
+        if left + 1 < h.len() && less(h[left + 1].value, h[left].value) {
+            j = left + 1;
+        }
+        if !less(h[j].value, h[i].value) {
+            break;
+        }
+        h.swap(i, j);
+        i = j;
+    }
+    i > i0
 }
 
 fn valid_label(s: &str) -> bool {

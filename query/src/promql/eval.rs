@@ -31,7 +31,42 @@ pub struct Evaluator {
     pub deadline: std::time::Instant,
     /// The timeout the deadline came from (for the error message).
     pub timeout: Duration,
+    /// Label sets derived from others, per (derivation, input label set by
+    /// address; the input is kept alive so the address stays its own):
+    /// functions drop the name and aggregations group the same series at
+    /// every step of a range query.
+    pub derived: std::sync::Mutex<FastMap<(usize, usize), (Arc<Labels>, Arc<Labels>)>>,
+    /// Where each range selector's last window was, per selector (by
+    /// address): a range query moves every window forward by one step, so
+    /// the next one is found by stepping on instead of searching.
+    pub cursors: std::sync::Mutex<HashMap<usize, Cursor>>,
 }
+
+/// The last window a range selector read: its bounds and, per series,
+/// the indexes of its first point and of the point after it.
+#[derive(Debug, Default)]
+pub struct Cursor {
+    from: i64,
+    to: i64,
+    at: Vec<(usize, usize)>,
+}
+
+/// Index of the first point at or after `t`, searching on from `start`
+/// (which must not be past it).
+fn step_to(points: &[(i64, f64)], start: usize, t: i64) -> usize {
+    let mut i = start;
+    while i < points.len() && points[i].0 < t {
+        i += 1;
+    }
+    i
+}
+
+/// A hash map with a fast hasher, for the maps evaluation touches for
+/// every series at every step.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Derived label sets remembered before the memo starts over.
+const MAX_DERIVED: usize = 1 << 20;
 
 /// Milliseconds of a duration.
 pub fn ms(d: &Duration) -> i64 {
@@ -108,6 +143,32 @@ impl Evaluator {
             .ok_or_else(|| QueryError::Execution(format!("selector {vs} was not loaded")))
     }
 
+    /// `labels` without the metric name, shared across steps.
+    pub fn without_name(&self, labels: &Arc<Labels>) -> Arc<Labels> {
+        self.derived(0, labels, Labels::without_name)
+    }
+
+    /// `derive(labels)`, computed once per `how` (a number naming the
+    /// derivation, e.g. the address of the expression doing it) and input.
+    pub fn derived(
+        &self,
+        how: usize,
+        labels: &Arc<Labels>,
+        derive: impl FnOnce(&Labels) -> Labels,
+    ) -> Arc<Labels> {
+        let key = (how, Arc::as_ptr(labels) as usize);
+        let mut memo = self.derived.lock().unwrap_or_else(|e| e.into_inner());
+        // Inputs made afresh at every step (labels from a binary operation,
+        // say) never hit; bound what they cost.
+        if memo.len() >= MAX_DERIVED && !memo.contains_key(&key) {
+            memo.clear();
+        }
+        memo.entry(key)
+            .or_insert_with(|| (labels.clone(), Arc::new(derive(labels))))
+            .1
+            .clone()
+    }
+
     /// Evaluates `e` at `t` (ms).
     pub fn eval(&self, e: &Expr, t: i64) -> Result<Value, QueryError> {
         match e {
@@ -119,7 +180,7 @@ impl Evaluator {
                 Value::Vector(v) => Value::Vector(
                     v.into_iter()
                         .map(|s| Sample {
-                            labels: Arc::new(s.labels.without_name()),
+                            labels: self.without_name(&s.labels),
                             value: -s.value,
                             time: s.time,
                         })
@@ -205,24 +266,58 @@ impl Evaluator {
     /// Each series' samples in `[from, to]` (stale markers removed); series
     /// without any are left out.
     fn window(&self, vs: &VectorSelector, from: i64, to: i64) -> Result<Vec<Series>, QueryError> {
-        let series = self.series(vs)?;
         let mut out = Vec::new();
-        for s in series.iter() {
-            let a = first_at_or_after(&s.points, from);
-            let b = first_at_or_after(&s.points, to + 1);
-            let points: Vec<(i64, f64)> = s.points[a..b]
-                .iter()
-                .copied()
-                .filter(|p| !is_stale(p.1))
-                .collect();
-            if !points.is_empty() {
-                out.push(Series {
-                    labels: s.labels.clone(),
-                    points,
-                });
+        self.windows(vs, from, to, |labels, points| {
+            out.push(Series {
+                labels: labels.clone(),
+                points: points.to_vec(),
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with each series' samples in `[from, to]` (stale markers
+    /// removed), borrowed from the loaded series where no marker is in the
+    /// way; series without any samples there are skipped.
+    pub fn windows(
+        &self,
+        vs: &VectorSelector,
+        from: i64,
+        to: i64,
+        mut f: impl FnMut(&Arc<Labels>, &[(i64, f64)]),
+    ) -> Result<(), QueryError> {
+        let series = self.series(vs)?;
+        let mut cursors = self.cursors.lock().unwrap_or_else(|e| e.into_inner());
+        let cursor = cursors
+            .entry(vs as *const VectorSelector as usize)
+            .or_default();
+        // Subqueries evaluate a selector at earlier times again: search.
+        let forward =
+            from >= cursor.from && to >= cursor.to && cursor.at.len() == series.len();
+        cursor.at.resize(series.len(), (0, 0));
+        (cursor.from, cursor.to) = (from, to);
+        let mut scratch = Vec::new();
+        for (s, at) in series.iter().zip(cursor.at.iter_mut()) {
+            let (a, b) = if forward {
+                let a = step_to(&s.points, at.0, from);
+                (a, step_to(&s.points, at.1.max(a), to + 1))
+            } else {
+                let a = first_at_or_after(&s.points, from);
+                (a, a + first_at_or_after(&s.points[a..], to + 1))
+            };
+            *at = (a, b);
+            let points = &s.points[a..b];
+            if points.iter().any(|p| is_stale(p.1)) {
+                scratch.clear();
+                scratch.extend(points.iter().copied().filter(|p| !is_stale(p.1)));
+                if !scratch.is_empty() {
+                    f(&s.labels, &scratch);
+                }
+            } else if !points.is_empty() {
+                f(&s.labels, points);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// A subquery's points: the inner expression at every step (aligned to
@@ -294,7 +389,10 @@ impl Evaluator {
                 self.max_series
             )));
         }
-        let mut seen = std::collections::HashSet::with_capacity(v.len());
+        let mut seen = std::collections::HashSet::with_capacity_and_hasher(
+            v.len(),
+            foldhash::fast::RandomState::default(),
+        );
         for s in v {
             if !seen.insert(&s.labels) {
                 return Err(QueryError::Eval(

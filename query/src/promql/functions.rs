@@ -8,7 +8,7 @@ use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 
 use super::eval::{Evaluator, ms, selector_matchers};
-use super::value::{Labels, NAME, Sample, Series, Value};
+use super::value::{Labels, NAME, Sample, Value};
 use crate::error::QueryError;
 
 /// Go's `math.Max` (NaN wins).
@@ -37,16 +37,16 @@ fn arg(c: &Call, i: usize) -> Result<&Expr, QueryError> {
         .ok_or_else(|| QueryError::BadQuery(format!("{}: missing argument {}", c.func.name, i + 1)))
 }
 
-fn dropped(s: &Sample) -> Arc<Labels> {
-    Arc::new(s.labels.without_name())
+fn dropped(ev: &Evaluator, s: &Sample) -> Arc<Labels> {
+    ev.without_name(&s.labels)
 }
 
 /// Applies `f` to every sample's value; the metric name is dropped.
-fn map_values(v: Vec<Sample>, f: impl Fn(f64) -> f64) -> Value {
+fn map_values(ev: &Evaluator, v: Vec<Sample>, f: impl Fn(f64) -> f64) -> Value {
     Value::Vector(
         v.iter()
             .map(|s| Sample {
-                labels: dropped(s),
+                labels: dropped(ev, s),
                 value: f(s.value),
                 time: s.time,
             })
@@ -54,26 +54,38 @@ fn map_values(v: Vec<Sample>, f: impl Fn(f64) -> f64) -> Value {
     )
 }
 
-/// Applies a range function to each series of a range vector argument.
+/// Applies a range function to each series' samples in a range vector
+/// argument. A range selector's samples are read in place, without copying
+/// them out of the loaded series at every step.
 fn over_time(
     ev: &Evaluator,
     c: &Call,
     t: i64,
     arg_index: usize,
-    f: impl Fn(&Series) -> Option<f64>,
+    f: impl Fn(&[(i64, f64)]) -> Option<f64>,
 ) -> Result<Value, QueryError> {
-    let m = ev.matrix(arg(c, arg_index)?, t)?;
-    Ok(Value::Vector(
-        m.iter()
-            .filter_map(|s| {
-                f(s).map(|value| Sample {
-                    labels: Arc::new(s.labels.without_name()),
-                    value,
-                    time: t,
-                })
-            })
-            .collect(),
-    ))
+    let mut out = Vec::new();
+    let mut emit = |labels: &Arc<Labels>, points: &[(i64, f64)]| {
+        if let Some(value) = f(points) {
+            out.push(Sample {
+                labels: ev.without_name(labels),
+                value,
+                time: t,
+            });
+        }
+    };
+    match arg(c, arg_index)? {
+        Expr::MatrixSelector(m) => {
+            let end = ev.shifted(t, &m.vs.at, &m.vs.offset);
+            ev.windows(&m.vs, end - ms(&m.range), end, &mut emit)?;
+        }
+        other => {
+            for s in ev.matrix(other, t)? {
+                emit(&s.labels, &s.points);
+            }
+        }
+    }
+    Ok(Value::Vector(out))
 }
 
 /// Evaluates a function call at `t`.
@@ -114,7 +126,7 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
         _ => None,
     };
     if let Some(f) = simple {
-        return Ok(map_values(ev.vector(arg(c, 0)?, t)?, f));
+        return Ok(map_values(ev, ev.vector(arg(c, 0)?, t)?, f));
     }
     match name {
         "time" => Ok(Value::Scalar(t as f64 / 1000.0)),
@@ -137,7 +149,7 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
             Ok(Value::Vector(
                 v.iter()
                     .map(|s| Sample {
-                        labels: dropped(s),
+                        labels: dropped(ev, s),
                         value: s.time as f64 / 1000.0,
                         time: t,
                     })
@@ -150,7 +162,7 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
                 None => 1.0,
             };
             let inv = 1.0 / to;
-            Ok(map_values(ev.vector(arg(c, 0)?, t)?, |v| {
+            Ok(map_values(ev, ev.vector(arg(c, 0)?, t)?, |v| {
                 (v * inv + 0.5).floor() / inv
             }))
         }
@@ -161,17 +173,17 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
             if hi < lo {
                 return Ok(Value::Vector(Vec::new()));
             }
-            Ok(map_values(v, |x| go_max(lo, go_min(hi, x))))
+            Ok(map_values(ev, v, |x| go_max(lo, go_min(hi, x))))
         }
         "clamp_max" => {
             let v = ev.vector(arg(c, 0)?, t)?;
             let hi = ev.scalar(arg(c, 1)?, t)?;
-            Ok(map_values(v, |x| go_min(x, hi)))
+            Ok(map_values(ev, v, |x| go_min(x, hi)))
         }
         "clamp_min" => {
             let v = ev.vector(arg(c, 0)?, t)?;
             let lo = ev.scalar(arg(c, 1)?, t)?;
-            Ok(map_values(v, |x| go_max(x, lo)))
+            Ok(map_values(ev, v, |x| go_max(x, lo)))
         }
         "sort" | "sort_desc" => {
             let mut v = ev.vector(arg(c, 0)?, t)?;
@@ -199,41 +211,41 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
         "irate" => over_time(ev, c, t, 0, |s| instant_delta(s, true)),
         "idelta" => over_time(ev, c, t, 0, |s| instant_delta(s, false)),
         "deriv" => over_time(ev, c, t, 0, |s| {
-            (s.points.len() >= 2).then(|| linear_regression(&s.points, s.points[0].0).0)
+            (s.len() >= 2).then(|| linear_regression(s, s[0].0).0)
         }),
         "predict_linear" => {
             let dur = ev.scalar(arg(c, 1)?, t)?;
             over_time(ev, c, t, 0, |s| {
-                (s.points.len() >= 2).then(|| {
-                    let (slope, intercept) = linear_regression(&s.points, t);
+                (s.len() >= 2).then(|| {
+                    let (slope, intercept) = linear_regression(s, t);
                     slope * dur + intercept
                 })
             })
         }
         "resets" => over_time(ev, c, t, 0, |s| {
-            Some(s.points.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64)
+            Some(s.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64)
         }),
         "changes" => over_time(ev, c, t, 0, |s| {
             Some(
-                s.points
+                s
                     .windows(2)
                     .filter(|w| w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()))
                     .count() as f64,
             )
         }),
-        "sum_over_time" => over_time(ev, c, t, 0, |s| Some(s.points.iter().map(|p| p.1).sum())),
-        "count_over_time" => over_time(ev, c, t, 0, |s| Some(s.points.len() as f64)),
-        "avg_over_time" => over_time(ev, c, t, 0, |s| Some(mean(s.points.iter().map(|p| p.1)))),
+        "sum_over_time" => over_time(ev, c, t, 0, |s| Some(s.iter().map(|p| p.1).sum())),
+        "count_over_time" => over_time(ev, c, t, 0, |s| Some(s.len() as f64)),
+        "avg_over_time" => over_time(ev, c, t, 0, |s| Some(mean(s.iter().map(|p| p.1)))),
         "min_over_time" => over_time(ev, c, t, 0, |s| {
             Some(
-                s.points
+                s
                     .iter()
                     .fold(f64::NAN, |m, p| if p.1 < m || m.is_nan() { p.1 } else { m }),
             )
         }),
         "max_over_time" => over_time(ev, c, t, 0, |s| {
             Some(
-                s.points
+                s
                     .iter()
                     .fold(f64::NAN, |m, p| if p.1 > m || m.is_nan() { p.1 } else { m }),
             )
@@ -254,15 +266,15 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
         }
         "present_over_time" => over_time(ev, c, t, 0, |_| Some(1.0)),
         "stddev_over_time" => over_time(ev, c, t, 0, |s| {
-            Some(variance(s.points.iter().map(|p| p.1)).sqrt())
+            Some(variance(s.iter().map(|p| p.1)).sqrt())
         }),
         "stdvar_over_time" => over_time(ev, c, t, 0, |s| {
-            Some(variance(s.points.iter().map(|p| p.1)))
+            Some(variance(s.iter().map(|p| p.1)))
         }),
         "quantile_over_time" => {
             let q = ev.scalar(arg(c, 0)?, t)?;
             over_time(ev, c, t, 1, |s| {
-                Some(quantile(q, s.points.iter().map(|p| p.1).collect()))
+                Some(quantile(q, s.iter().map(|p| p.1).collect()))
             })
         }
         "holt_winters" => {
@@ -278,7 +290,7 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
                     "invalid trend factor. Expected: 0 < tf < 1, got: {tf}"
                 )));
             }
-            over_time(ev, c, t, 0, |s| holt_winters(&s.points, sf, tf))
+            over_time(ev, c, t, 0, |s| holt_winters(s, sf, tf))
         }
         other => Err(QueryError::BadQuery(format!(
             "function {other}() is not supported"
@@ -316,14 +328,13 @@ fn extrapolated(
 }
 
 fn extrapolate(
-    s: &Series,
+    p: &[(i64, f64)],
     range_start: i64,
     range_end: i64,
     range: i64,
     counter: bool,
     rate: bool,
 ) -> Option<f64> {
-    let p = &s.points;
     if p.len() < 2 {
         return None;
     }
@@ -367,8 +378,7 @@ fn extrapolate(
     Some(result)
 }
 
-fn instant_delta(s: &Series, rate: bool) -> Option<f64> {
-    let p = &s.points;
+fn instant_delta(p: &[(i64, f64)], rate: bool) -> Option<f64> {
     if p.len() < 2 {
         return None;
     }
@@ -513,7 +523,7 @@ fn date_function(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> 
                     _ => days_in_month(d.year(), d.month()) as f64,
                 };
                 Some(Sample {
-                    labels: dropped(s),
+                    labels: dropped(ev, s),
                     value,
                     time: t,
                 })

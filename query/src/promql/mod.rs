@@ -179,6 +179,8 @@ async fn prepare(engine: &QueryEngine, exprs: &[&Expr], r: Range) -> Result<Eval
         max_series: engine.config().max_series,
         deadline: std::time::Instant::now() + engine.config().timeout,
         timeout: engine.config().timeout,
+        derived: Default::default(),
+        cursors: Default::default(),
     })
 }
 
@@ -304,7 +306,7 @@ fn eval_range(
     r: Range,
     max_series: usize,
 ) -> Result<Vec<Series>, QueryError> {
-    let mut out: HashMap<Arc<Labels>, Vec<(i64, f64)>> = HashMap::new();
+    let mut out: eval::FastMap<Arc<Labels>, Vec<(i64, f64)>> = Default::default();
     let mut t = r.start;
     while t <= r.end {
         ev.check_deadline()?;

@@ -388,7 +388,7 @@ struct Slot {
 /// Turns rows into series.
 struct SeriesBuilder<'a> {
     sel: &'a Matchers,
-    slots: HashMap<String, Slot>,
+    slots: HashMap<String, Slot, foldhash::fast::RandomState>,
     series: Vec<Series>,
     delta: Vec<bool>,
     max_series: usize,
@@ -409,7 +409,7 @@ impl<'a> SeriesBuilder<'a> {
     fn new(sel: &'a Matchers, max_series: usize, max_samples: usize) -> Self {
         SeriesBuilder {
             sel,
-            slots: HashMap::new(),
+            slots: HashMap::default(),
             series: Vec::new(),
             delta: Vec::new(),
             max_series,
@@ -432,8 +432,19 @@ impl<'a> SeriesBuilder<'a> {
             .map(|m| (m.otlp_name.as_str(), m.base.as_str()))
             .collect();
         let rows = Rows::new(b);
+        // Rows come sorted by metric name: look a name up when it changes.
+        let mut last: Option<(&str, Option<&str>)> = None;
         for i in 0..b.num_rows() {
-            let Some(base) = base.get(rows.metric.value(i)) else {
+            let metric = rows.metric.value(i);
+            let found = match last {
+                Some((m, found)) if m == metric => found,
+                _ => {
+                    let found = base.get(metric).copied();
+                    last = Some((metric, found));
+                    found
+                }
+            };
+            let Some(base) = found else {
                 continue;
             };
             let t = rows.time.value(i).div_euclid(1_000_000);
@@ -722,6 +733,9 @@ impl<'a> SeriesBuilder<'a> {
                 }
             }
         }
+        // Prometheus hands series to the evaluator in label order; where
+        // order decides a result (ties in `topk`), ours must match.
+        self.series.sort_by(|a, b| a.labels.cmp(&b.labels));
         self.series
     }
 }
@@ -776,6 +790,13 @@ struct Rows<'a> {
     attributes: &'a MapArray,
     scope_name: &'a StringArray,
     scope_version: &'a StringArray,
+    /// `value_double`, `value_int` and `aggregation_temporality` of gauges
+    /// and sums, looked up once per batch rather than per row.
+    numbers: Option<(
+        &'a arrow::array::Float64Array,
+        &'a arrow::array::Int64Array,
+        Option<&'a arrow::array::Int32Array>,
+    )>,
 }
 
 impl<'a> Rows<'a> {
@@ -798,6 +819,15 @@ impl<'a> Rows<'a> {
                 .as_map(),
             scope_name: s("scope_name"),
             scope_version: s("scope_version"),
+            numbers: match (b.column_by_name("value_double"), b.column_by_name("value_int")) {
+                (Some(d), Some(n)) => Some((
+                    d.as_primitive::<Float64Type>(),
+                    n.as_primitive::<Int64Type>(),
+                    b.column_by_name("aggregation_temporality")
+                        .map(|c| c.as_primitive::<Int32Type>()),
+                )),
+                _ => None,
+            },
         }
     }
 
@@ -806,11 +836,12 @@ impl<'a> Rows<'a> {
     }
 
     fn number(&self, i: usize) -> f64 {
-        let d = self.col("value_double").as_primitive::<Float64Type>();
+        let Some((d, n, _)) = self.numbers else {
+            return f64::NAN;
+        };
         if d.is_valid(i) {
             return d.value(i);
         }
-        let n = self.col("value_int").as_primitive::<Int64Type>();
         if n.is_valid(i) {
             n.value(i) as f64
         } else {
@@ -819,9 +850,10 @@ impl<'a> Rows<'a> {
     }
 
     fn temporality(&self, i: usize) -> i32 {
-        self.col("aggregation_temporality")
-            .as_primitive::<Int32Type>()
-            .value(i)
+        match self.numbers {
+            Some((_, _, Some(t))) => t.value(i),
+            _ => self.col("aggregation_temporality").as_primitive::<Int32Type>().value(i),
+        }
     }
 }
 

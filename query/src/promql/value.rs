@@ -16,10 +16,64 @@ pub fn is_stale(v: f64) -> bool {
 }
 
 /// A label set, sorted by name, without empty values.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Labels(Vec<(String, String)>);
+///
+/// It carries a hash of its pairs, computed once: evaluation hashes and
+/// compares the same label sets at every step of a range query (grouping,
+/// matching, duplicate checks), and rehashing every string each time
+/// dominated it.
+#[derive(Debug, Clone)]
+pub struct Labels {
+    pairs: Vec<(String, String)>,
+    hash: u64,
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Labels::sorted(Vec::new())
+    }
+}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.pairs == other.pairs
+    }
+}
+
+impl Eq for Labels {}
+
+impl std::hash::Hash for Labels {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Labels {
+    /// Pair by pair, name then value, as Prometheus' `labels.Compare`.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.pairs.cmp(&other.pairs)
+    }
+}
 
 impl Labels {
+    /// Wraps pairs already sorted by name and unique.
+    fn sorted(pairs: Vec<(String, String)>) -> Labels {
+        use std::hash::{Hash, Hasher};
+        // Fixed keys: the hash only lives inside one process, but a
+        // deterministic one keeps evaluation reproducible.
+        let mut h = std::hash::DefaultHasher::new();
+        pairs.hash(&mut h);
+        Labels {
+            hash: h.finish(),
+            pairs,
+        }
+    }
+
     /// Builds a label set from pairs in any order (empty values dropped; on
     /// duplicate names the last wins).
     pub fn new(mut pairs: Vec<(String, String)>) -> Labels {
@@ -32,25 +86,25 @@ impl Labels {
                 _ => out.push(p),
             }
         }
-        Labels(out)
+        Labels::sorted(out)
     }
 
     /// The value of `name` ("" when absent, as in Prometheus).
     pub fn get(&self, name: &str) -> &str {
-        self.0
+        self.pairs
             .binary_search_by(|(k, _)| k.as_str().cmp(name))
-            .map_or("", |i| self.0[i].1.as_str())
+            .map_or("", |i| self.pairs[i].1.as_str())
     }
 
     /// The pairs in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// A copy with `name` set to `value` (removed when `value` is empty).
     pub fn with(&self, name: &str, value: &str) -> Labels {
         let mut pairs: Vec<(String, String)> =
-            self.0.iter().filter(|(k, _)| k != name).cloned().collect();
+            self.pairs.iter().filter(|(k, _)| k != name).cloned().collect();
         if !value.is_empty() {
             pairs.push((name.to_string(), value.to_string()));
         }
@@ -64,8 +118,8 @@ impl Labels {
 
     /// A copy without the listed labels.
     pub fn without<S: AsRef<str>>(&self, names: &[S]) -> Labels {
-        Labels(
-            self.0
+        Labels::sorted(
+            self.pairs
                 .iter()
                 .filter(|(k, _)| !names.iter().any(|n| n.as_ref() == k))
                 .cloned()
@@ -75,8 +129,8 @@ impl Labels {
 
     /// A copy with only the listed labels.
     pub fn only<S: AsRef<str>>(&self, names: &[S]) -> Labels {
-        Labels(
-            self.0
+        Labels::sorted(
+            self.pairs
                 .iter()
                 .filter(|(k, _)| names.iter().any(|n| n.as_ref() == k))
                 .cloned()
@@ -86,14 +140,14 @@ impl Labels {
 
     /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.pairs.is_empty()
     }
 }
 
 impl fmt::Display for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{{")?;
-        for (i, (k, v)) in self.0.iter().enumerate() {
+        for (i, (k, v)) in self.pairs.iter().enumerate() {
             if i > 0 {
                 write!(f, ", ")?;
             }
