@@ -2,7 +2,7 @@
 //! event of every CPU samples who is on the CPU with their kernel and user
 //! stacks (user stacks by frame pointers); user space counts the samples
 //! per (thread, stacks) and names the frames with [`crate::symbols`]
-//! (blazesym: ELF symbols and DWARF for user space, `/proc/kallsyms` for the
+//! (blazesym: ELF symbols, then DWARF, for user space, `/proc/kallsyms` for the
 //! kernel, cached per build id). Rendering (flame graphs, pprof) is the
 //! query layer's: `query::profiles`.
 

@@ -7,11 +7,12 @@
 //! never given stale ones. Kernel addresses are cached by address: they do
 //! not move while the machine is up.
 //!
-//! Names come from ELF symbol tables and `/proc/kallsyms`, not DWARF: a
-//! flame graph shows functions, not lines, and reading DWARF of a large
-//! binary costs hundreds of MiB (measured: 200 MiB of Sightline's own debug
-//! build mapped in to name its frames). Inlined functions show as their
-//! caller, as in `perf report` without `--inline`.
+//! Names come from ELF symbol tables and `/proc/kallsyms` first, DWARF only
+//! for stripped binaries (whose symbol table names none of the addresses;
+//! their debug links are followed): a flame graph shows functions, not lines, and reading DWARF of a
+//! large binary costs hundreds of MiB (measured: 200 MiB of Sightline's own
+//! debug build mapped in to name its frames). Inlined functions show as
+//! their caller, as in `perf report` without `--inline`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -126,7 +127,27 @@ impl Symbols {
                 }
                 self.open_binaries.insert(elf.path.to_path_buf());
             }
-            let found = self.lookup(&Source::Elf(source), Input::FileOffset(&offsets));
+            let mut found = self.lookup(&Source::Elf(source), Input::FileOffset(&offsets));
+            if found.iter().all(Option::is_none) {
+                // Nothing named: a stripped binary. DWARF, from the binary or
+                // its debug link (e.g. a Debian -dbgsym package). Not for a
+                // few unnamed addresses of a binary with symbols (PLT stubs,
+                // hand-written assembly): that would load its whole DWARF.
+                let unnamed: Vec<u64> = offsets
+                    .iter()
+                    .zip(&found)
+                    .filter(|(_, n)| n.is_none())
+                    .map(|(o, _)| *o)
+                    .collect();
+                let mut dwarf = Elf::new(&elf.path);
+                dwarf.debug_syms = true;
+                let mut named = self
+                    .lookup(&Source::Elf(dwarf), Input::FileOffset(&unnamed))
+                    .into_iter();
+                for n in found.iter_mut().filter(|n| n.is_none()) {
+                    *n = named.next().flatten();
+                }
+            }
             self.stats.misses += offsets.len() as u64;
             if self.user.len() > MAX_ENTRIES {
                 self.user.clear();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use promql_parser::parser::token;
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
-use super::eval::Evaluator;
+use super::eval::{Evaluator, derive_in};
 use super::functions::{quantile, valid_label_name};
 use super::value::{Labels, NAME, Sample, Value, format_value};
 use crate::error::QueryError;
@@ -81,9 +81,10 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryErr
     // count_values makes new label sets at every step: not worth keeping.
     let memoize = op != token::T_COUNT_VALUES;
     let how = a as *const AggregateExpr as usize;
+    let mut memo = ev.memo();
     for s in input {
         let key = if memoize {
-            ev.derived(how, &s.labels, |l| group_labels(l, &modifier))
+            derive_in(&mut memo, how, &s.labels, |l| group_labels(l, &modifier))
         } else {
             Arc::new(group_labels(&s.labels, &modifier))
         };
@@ -136,6 +137,7 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryErr
             _ => {}
         }
     }
+    drop(memo);
     let mut out = Vec::new();
     for key in order {
         let Some(g) = groups.remove(&key) else {
@@ -234,4 +236,42 @@ fn heap_down(h: &mut [Sample], i0: usize, less: &impl Fn(f64, f64) -> bool) -> b
 
 fn valid_label(s: &str) -> bool {
     valid_label_name(s) && s != NAME
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(name: &str, value: f64) -> Sample {
+        Sample {
+            labels: Arc::new(Labels::new(vec![("s".into(), name.into())])),
+            value,
+            time: 0,
+        }
+    }
+
+    fn names(v: &[Sample]) -> Vec<&str> {
+        v.iter().map(|s| s.labels.get("s")).collect()
+    }
+
+    #[test]
+    fn topk_breaks_ties_as_prometheus_heap_does() {
+        // Prometheus: heap [a, b]; c evicts the root a and sinks below b.
+        // A stable sort would keep a (the first of the equal values).
+        let input = vec![sample("a", 1.0), sample("b", 1.0), sample("c", 2.0)];
+        assert_eq!(names(&top(input, 2, true)), ["c", "b"]);
+    }
+
+    #[test]
+    fn bottomk_mirrors_topk_and_nan_goes_first_out() {
+        let input = vec![
+            sample("a", 3.0),
+            sample("n", f64::NAN),
+            sample("b", 3.0),
+            sample("c", 1.0),
+        ];
+        // b takes the NaN's place at the root, then c evicts b.
+        assert_eq!(names(&top(input.clone(), 2, false)), ["c", "a"]);
+        assert_eq!(names(&top(input, 3, true)), ["a", "b", "c"]);
+    }
 }

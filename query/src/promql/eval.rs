@@ -35,7 +35,7 @@ pub struct Evaluator {
     /// address; the input is kept alive so the address stays its own):
     /// functions drop the name and aggregations group the same series at
     /// every step of a range query.
-    pub derived: std::sync::Mutex<FastMap<(usize, usize), (Arc<Labels>, Arc<Labels>)>>,
+    pub derived: std::sync::Mutex<Memo>,
     /// Where each range selector's last window was, per selector (by
     /// address): a range query moves every window forward by one step, so
     /// the next one is found by stepping on instead of searching.
@@ -64,6 +64,29 @@ fn step_to(points: &[(i64, f64)], start: usize, t: i64) -> usize {
 /// A hash map with a fast hasher, for the maps evaluation touches for
 /// every series at every step.
 pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Derived label sets by (derivation, input address), with the input kept
+/// alive.
+pub type Memo = FastMap<(usize, usize), (Arc<Labels>, Arc<Labels>)>;
+
+/// [`Evaluator::derived`] with the memo already locked.
+pub fn derive_in(
+    memo: &mut Memo,
+    how: usize,
+    labels: &Arc<Labels>,
+    derive: impl FnOnce(&Labels) -> Labels,
+) -> Arc<Labels> {
+    let key = (how, Arc::as_ptr(labels) as usize);
+    // Inputs made afresh at every step (labels from a binary operation,
+    // say) never hit; bound what they cost.
+    if memo.len() >= MAX_DERIVED && !memo.contains_key(&key) {
+        memo.clear();
+    }
+    memo.entry(key)
+        .or_insert_with(|| (labels.clone(), Arc::new(derive(labels))))
+        .1
+        .clone()
+}
 
 /// Derived label sets remembered before the memo starts over.
 const MAX_DERIVED: usize = 1 << 20;
@@ -156,17 +179,14 @@ impl Evaluator {
         labels: &Arc<Labels>,
         derive: impl FnOnce(&Labels) -> Labels,
     ) -> Arc<Labels> {
-        let key = (how, Arc::as_ptr(labels) as usize);
-        let mut memo = self.derived.lock().unwrap_or_else(|e| e.into_inner());
-        // Inputs made afresh at every step (labels from a binary operation,
-        // say) never hit; bound what they cost.
-        if memo.len() >= MAX_DERIVED && !memo.contains_key(&key) {
-            memo.clear();
-        }
-        memo.entry(key)
-            .or_insert_with(|| (labels.clone(), Arc::new(derive(labels))))
-            .1
-            .clone()
+        derive_in(&mut self.memo(), how, labels, derive)
+    }
+
+    /// The memo of derived label sets, locked: callers deriving for every
+    /// series of a step lock it once (see [`derive_in`]). Do not evaluate
+    /// while holding it.
+    pub fn memo(&self) -> std::sync::MutexGuard<'_, Memo> {
+        self.derived.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Evaluates `e` at `t` (ms).

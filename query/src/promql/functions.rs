@@ -7,7 +7,7 @@ use chrono::{DateTime, Datelike, Timelike};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 
-use super::eval::{Evaluator, ms, selector_matchers};
+use super::eval::{Evaluator, Memo, derive_in, ms, selector_matchers};
 use super::value::{Labels, NAME, Sample, Value};
 use crate::error::QueryError;
 
@@ -65,10 +65,10 @@ fn over_time(
     f: impl Fn(&[(i64, f64)]) -> Option<f64>,
 ) -> Result<Value, QueryError> {
     let mut out = Vec::new();
-    let mut emit = |labels: &Arc<Labels>, points: &[(i64, f64)]| {
+    let mut emit = |memo: &mut Memo, labels: &Arc<Labels>, points: &[(i64, f64)]| {
         if let Some(value) = f(points) {
             out.push(Sample {
-                labels: ev.without_name(labels),
+                labels: derive_in(memo, 0, labels, Labels::without_name),
                 value,
                 time: t,
             });
@@ -77,11 +77,14 @@ fn over_time(
     match arg(c, arg_index)? {
         Expr::MatrixSelector(m) => {
             let end = ev.shifted(t, &m.vs.at, &m.vs.offset);
-            ev.windows(&m.vs, end - ms(&m.range), end, &mut emit)?;
+            let mut memo = ev.memo();
+            ev.windows(&m.vs, end - ms(&m.range), end, |l, p| emit(&mut memo, l, p))?;
         }
         other => {
-            for s in ev.matrix(other, t)? {
-                emit(&s.labels, &s.points);
+            let matrix = ev.matrix(other, t)?;
+            let mut memo = ev.memo();
+            for s in matrix {
+                emit(&mut memo, &s.labels, &s.points);
             }
         }
     }

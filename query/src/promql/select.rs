@@ -388,13 +388,13 @@ struct Slot {
 /// Turns rows into series.
 struct SeriesBuilder<'a> {
     sel: &'a Matchers,
-    slots: HashMap<String, Slot, foldhash::fast::RandomState>,
+    /// Series by the fingerprint of their identity.
+    slots: HashMap<u128, Slot, foldhash::fast::RandomState>,
     series: Vec<Series>,
     delta: Vec<bool>,
     max_series: usize,
     max_samples: usize,
     samples: usize,
-    key: String,
     keep_points: bool,
     /// Set to collect exemplars (per series, parallel to `series`) instead
     /// of points.
@@ -415,7 +415,6 @@ impl<'a> SeriesBuilder<'a> {
             max_series,
             max_samples,
             samples: 0,
-            key: String::new(),
             keep_points: true,
             exemplars: None,
         }
@@ -503,15 +502,14 @@ impl<'a> SeriesBuilder<'a> {
         extra: Option<(&str, String)>,
         delta: bool,
     ) -> Result<Option<usize>, QueryError> {
-        self.key.clear();
-        ctx.key(&mut self.key, name);
+        let mut key = Fingerprint::new();
+        ctx.key(&mut key, name);
         if let Some((k, val)) = &extra {
-            self.key.push('\u{1}');
-            self.key.push_str(k);
-            self.key.push('=');
-            self.key.push_str(val);
+            key.str(k);
+            key.str(val);
         }
-        if let Some(s) = self.slots.get(&self.key) {
+        let key = key.finish();
+        if let Some(s) = self.slots.get(&key) {
             return Ok(s.index);
         }
         let labels = ctx.labels(name, extra);
@@ -534,7 +532,7 @@ impl<'a> SeriesBuilder<'a> {
         } else {
             None
         };
-        self.slots.insert(self.key.clone(), Slot { index });
+        self.slots.insert(key, Slot { index });
         Ok(index)
     }
 
@@ -857,6 +855,42 @@ impl<'a> Rows<'a> {
     }
 }
 
+/// A 128-bit hash of a series' identity, built without allocating (this
+/// runs for every row a selector reads). Two independently seeded hashes:
+/// the chance that two of even a billion series collide is about 1e-21.
+struct Fingerprint(foldhash::quality::FoldHasher<'static>, foldhash::quality::FoldHasher<'static>);
+
+impl Fingerprint {
+    fn new() -> Self {
+        use std::hash::BuildHasher;
+        Fingerprint(
+            foldhash::quality::FixedState::with_seed(0x5157_4854_4c49_4e45).build_hasher(),
+            foldhash::quality::FixedState::with_seed(0x9e37_79b9_7f4a_7c15).build_hasher(),
+        )
+    }
+
+    /// A string, then a byte no UTF-8 string holds, so field boundaries
+    /// cannot shift (`"ab","c"` differs from `"a","bc"`).
+    fn str(&mut self, s: &str) {
+        use std::hash::Hasher;
+        for h in [&mut self.0, &mut self.1] {
+            h.write(s.as_bytes());
+            h.write_u8(0xff);
+        }
+    }
+
+    /// An optional string: absent is empty, as a label with an empty
+    /// value is no label.
+    fn opt_str(&mut self, s: Option<&str>) {
+        self.str(s.unwrap_or(""));
+    }
+
+    fn finish(&self) -> u128 {
+        use std::hash::Hasher;
+        (u128::from(self.0.finish()) << 64) | u128::from(self.1.finish())
+    }
+}
+
 /// One row being turned into samples.
 struct RowCtx<'a> {
     rows: &'a Rows<'a>,
@@ -872,9 +906,11 @@ impl RowCtx<'_> {
     }
 
     /// A string identifying the row's series (before `le`/`quantile`).
-    fn key(&self, out: &mut String, name: &str) {
+    /// Feeds the row's series identity (everything its labels come from)
+    /// to `out`.
+    fn key(&self, out: &mut Fingerprint, name: &str) {
         let r = self.rows;
-        out.push_str(name);
+        out.str(name);
         for a in [
             r.service,
             r.namespace,
@@ -882,17 +918,17 @@ impl RowCtx<'_> {
             r.scope_name,
             r.scope_version,
         ] {
-            out.push('\u{1}');
-            out.push_str(opt_str(a, self.i).unwrap_or(""));
+            out.opt_str(opt_str(a, self.i));
         }
         let (from, to) = self.attrs();
         let keys = r.attributes.keys().as_string::<i32>();
         let values = r.attributes.values().as_string::<i32>();
         for k in from..to {
-            out.push('\u{2}');
-            out.push_str(keys.value(k));
-            out.push('=');
-            out.push_str(opt_str(values, k).unwrap_or(""));
+            // An empty value makes no label: `{a=""}` is `{}`.
+            if let Some(v) = opt_str(values, k).filter(|v| !v.is_empty()) {
+                out.str(keys.value(k));
+                out.str(v);
+            }
         }
     }
 
