@@ -37,8 +37,8 @@ QUERIES = [
     ("errors per minute of one service",
      "SELECT date_trunc('minute', start_time) AS m, count(*) FILTER (WHERE status_code = 2) AS errors, count(*) AS n "
      "FROM spans WHERE service_name = '{svc}' GROUP BY 1 ORDER BY 1",
-     # DuckDB has no date_trunc for nanosecond timestamps: cast to microseconds (UTC, as Sightline's).
-     "SELECT date_trunc('minute', start_time::TIMESTAMP) AS m, count(*) FILTER (WHERE status_code = 2) AS errors, count(*) AS n "
+     # DuckDB has no date_trunc for nanosecond timestamps: cast to microsecond TIMESTAMPTZ (UTC, as Sightline's); epoch ms so Python needs no pytz.
+     "SELECT epoch_ms(date_trunc('minute', start_time::TIMESTAMPTZ)) AS m, count(*) FILTER (WHERE status_code = 2) AS errors, count(*) AS n "
      "FROM spans WHERE service_name = '{svc}' GROUP BY 1 ORDER BY 1"),
     ("slowest routes (HTTP)",
      "SELECT http_route, avg(duration_ns) AS avg_ns, max(duration_ns) AS max_ns FROM spans "

@@ -312,8 +312,7 @@ impl Evaluator {
             .entry(vs as *const VectorSelector as usize)
             .or_default();
         // Subqueries evaluate a selector at earlier times again: search.
-        let forward =
-            from >= cursor.from && to >= cursor.to && cursor.at.len() == series.len();
+        let forward = from >= cursor.from && to >= cursor.to && cursor.at.len() == series.len();
         cursor.at.resize(series.len(), (0, 0));
         (cursor.from, cursor.to) = (from, to);
         let mut scratch = Vec::new();

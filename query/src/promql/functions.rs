@@ -230,8 +230,7 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
         }),
         "changes" => over_time(ev, c, t, 0, |s| {
             Some(
-                s
-                    .windows(2)
+                s.windows(2)
                     .filter(|w| w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()))
                     .count() as f64,
             )
@@ -241,15 +240,13 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
         "avg_over_time" => over_time(ev, c, t, 0, |s| Some(mean(s.iter().map(|p| p.1)))),
         "min_over_time" => over_time(ev, c, t, 0, |s| {
             Some(
-                s
-                    .iter()
+                s.iter()
                     .fold(f64::NAN, |m, p| if p.1 < m || m.is_nan() { p.1 } else { m }),
             )
         }),
         "max_over_time" => over_time(ev, c, t, 0, |s| {
             Some(
-                s
-                    .iter()
+                s.iter()
                     .fold(f64::NAN, |m, p| if p.1 > m || m.is_nan() { p.1 } else { m }),
             )
         }),
@@ -271,9 +268,7 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
         "stddev_over_time" => over_time(ev, c, t, 0, |s| {
             Some(variance(s.iter().map(|p| p.1)).sqrt())
         }),
-        "stdvar_over_time" => over_time(ev, c, t, 0, |s| {
-            Some(variance(s.iter().map(|p| p.1)))
-        }),
+        "stdvar_over_time" => over_time(ev, c, t, 0, |s| Some(variance(s.iter().map(|p| p.1)))),
         "quantile_over_time" => {
             let q = ev.scalar(arg(c, 0)?, t)?;
             over_time(ev, c, t, 1, |s| {

@@ -817,7 +817,10 @@ impl<'a> Rows<'a> {
                 .as_map(),
             scope_name: s("scope_name"),
             scope_version: s("scope_version"),
-            numbers: match (b.column_by_name("value_double"), b.column_by_name("value_int")) {
+            numbers: match (
+                b.column_by_name("value_double"),
+                b.column_by_name("value_int"),
+            ) {
                 (Some(d), Some(n)) => Some((
                     d.as_primitive::<Float64Type>(),
                     n.as_primitive::<Int64Type>(),
@@ -850,7 +853,10 @@ impl<'a> Rows<'a> {
     fn temporality(&self, i: usize) -> i32 {
         match self.numbers {
             Some((_, _, Some(t))) => t.value(i),
-            _ => self.col("aggregation_temporality").as_primitive::<Int32Type>().value(i),
+            _ => self
+                .col("aggregation_temporality")
+                .as_primitive::<Int32Type>()
+                .value(i),
         }
     }
 }
@@ -858,7 +864,10 @@ impl<'a> Rows<'a> {
 /// A 128-bit hash of a series' identity, built without allocating (this
 /// runs for every row a selector reads). Two independently seeded hashes:
 /// the chance that two of even a billion series collide is about 1e-21.
-struct Fingerprint(foldhash::quality::FoldHasher<'static>, foldhash::quality::FoldHasher<'static>);
+struct Fingerprint(
+    foldhash::quality::FoldHasher<'static>,
+    foldhash::quality::FoldHasher<'static>,
+);
 
 impl Fingerprint {
     fn new() -> Self {

@@ -103,8 +103,12 @@ impl Labels {
 
     /// A copy with `name` set to `value` (removed when `value` is empty).
     pub fn with(&self, name: &str, value: &str) -> Labels {
-        let mut pairs: Vec<(String, String)> =
-            self.pairs.iter().filter(|(k, _)| k != name).cloned().collect();
+        let mut pairs: Vec<(String, String)> = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| k != name)
+            .cloned()
+            .collect();
         if !value.is_empty() {
             pairs.push((name.to_string(), value.to_string()));
         }
