@@ -129,11 +129,10 @@ impl Profiler {
                 stats.without_frame_pointers += n;
                 frames.insert(0, NO_FRAME_POINTERS.to_string());
             }
-            if !kernel.contains_key(&key.kernel_stack) {
-                let names = self.kernel_frames(key.kernel_stack);
-                kernel.insert(key.kernel_stack, names);
-            }
-            frames.extend(kernel[&key.kernel_stack].iter().cloned());
+            let names = kernel
+                .entry(key.kernel_stack)
+                .or_insert_with(|| self.kernel_frames(key.kernel_stack));
+            frames.extend(names.iter().cloned());
             if frames.is_empty() {
                 // Neither stack could be read (the kernel failed to walk
                 // it, e.g. mid-exec): keep the sample, say so.
