@@ -27,6 +27,7 @@ pub mod tracefs;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use aya::Pod;
 use aya::maps::{MapData, PerCpuHashMap};
 use collector::Ingest;
 use collector::convert::{ProfileSample, profile_batch};
@@ -301,16 +302,8 @@ impl Probes {
     /// map. An increment landing between a read and its delete is lost; at
     /// drain intervals of seconds that is a few events in millions.
     pub fn collect(&mut self) {
-        let keys: Vec<HistKey> = self.hist.keys().filter_map(Result::ok).collect();
-        for key in keys {
-            let Ok(values) = self.hist.get(&key, 0) else {
-                continue;
-            };
-            let _ = self.hist.remove(&key);
-            let n: u64 = values.iter().sum();
-            if n > 0 {
-                self.record(key, n);
-            }
+        for (key, n) in take_counts(&mut self.hist) {
+            self.record(key, n);
         }
         self.cgroups.prune();
         self.comms.prune();
@@ -591,4 +584,24 @@ pub fn spawn(
             None
         }
     }
+}
+
+/// Empties a per-CPU counter map, returning each key's count summed over
+/// CPUs (keys counted zero times are left out). An increment landing
+/// between a read and its delete is lost; at drain intervals of seconds
+/// that is a few events in millions.
+pub(crate) fn take_counts<K: Pod>(map: &mut PerCpuHashMap<MapData, K, u64>) -> Vec<(K, u64)> {
+    let keys: Vec<K> = map.keys().filter_map(Result::ok).collect();
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        let Ok(values) = map.get(&key, 0) else {
+            continue;
+        };
+        let _ = map.remove(&key);
+        let n: u64 = values.iter().sum();
+        if n > 0 {
+            out.push((key, n));
+        }
+    }
+    out
 }

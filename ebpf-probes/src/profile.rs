@@ -114,7 +114,7 @@ impl Profiler {
     /// removed in one go, so new stacks do not collide with old ones; only
     /// samples taken during that moment can lose their stack.
     pub fn drain(&mut self) -> (Vec<Sample>, DrainStats) {
-        let drained = self.take_counts();
+        let drained = crate::take_counts(&mut self.counts);
         let user = self.user_stacks(&drained);
         let mut kernel: HashMap<i32, Vec<String>> = HashMap::new();
         let mut merged: BTreeMap<(u32, String, Vec<String>), u64> = BTreeMap::new();
@@ -162,23 +162,6 @@ impl Profiler {
             })
             .collect();
         (samples, stats)
-    }
-
-    /// Moves the per-CPU counts out of the kernel map, summed over CPUs.
-    fn take_counts(&mut self) -> Vec<(ProfileKey, u64)> {
-        let keys: Vec<ProfileKey> = self.counts.keys().filter_map(Result::ok).collect();
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            let Ok(values) = self.counts.get(&key, 0) else {
-                continue;
-            };
-            let _ = self.counts.remove(&key);
-            let n: u64 = values.iter().sum();
-            if n > 0 {
-                out.push((key, n));
-            }
-        }
-        out
     }
 
     /// Names of every user stack drained, by (process, stack id).
