@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 
 use arrow::datatypes::SchemaRef;
 
+use crate::storage::series::SERIES;
+
 /// The type of a promoted attribute column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PromotedKind {
@@ -111,13 +113,15 @@ impl Table {
     }
 
     /// Row order of compacted files: service first so page statistics prune
-    /// by service, then time.
+    /// by service, then time; metric rows grouped by series
+    /// ([`SERIES`](crate::storage::series::SERIES): a hash of the series'
+    /// identity, computed while sorting, not stored).
     pub fn sort_columns(self) -> &'static [&'static str] {
         match self {
             Table::Spans => &["service_name", "start_time"],
             Table::Logs => &["service_name", "time"],
             Table::ProfileSamples => &["service_name", "comm", "time"],
-            _ => &["metric_name", "service_name", "time"],
+            _ => &["metric_name", "service_name", SERIES, "time"],
         }
     }
 
@@ -128,7 +132,8 @@ impl Table {
         match self {
             Table::Spans | Table::Logs => &[],
             Table::ProfileSamples => &["service_name", "comm", "time"],
-            _ => &["metric_name", "service_name", "time"],
+            // Each series' rows together (`storage::series`), in time order.
+            _ => &["metric_name", "service_name", SERIES, "time"],
         }
     }
 

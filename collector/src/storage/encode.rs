@@ -10,6 +10,7 @@
 //! Compaction sorts merged files by [`Table::sort_columns`].
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array};
 use arrow::compute::{
@@ -128,7 +129,10 @@ fn sort_by(
     });
     let cols: Vec<SortColumn> = columns
         .iter()
-        .filter_map(|name| batch.column_by_name(name).cloned())
+        .filter_map(|name| match *name {
+            super::series::SERIES => Some(Arc::new(super::series::hashes(batch)) as ArrayRef),
+            _ => batch.column_by_name(name).cloned(),
+        })
         .map(|values: ArrayRef| SortColumn {
             values,
             options: opts,

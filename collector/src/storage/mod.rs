@@ -9,6 +9,7 @@ pub mod manifest;
 mod reader;
 pub mod recovery;
 pub mod retention;
+pub mod series;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

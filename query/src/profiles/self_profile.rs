@@ -82,19 +82,29 @@ mod tests {
             .name("busy-spinner".into())
             .spawn(move || spin_here(&flag))
             .unwrap();
-        // Well inside the first profile, even though its first start (which
-        // reads the process's mappings) is slow in a debug build.
+        // Another profile keeps being asked for while the long one runs;
+        // how long the long one takes to start (it reads the process's
+        // mappings, slow in a debug build under load) does not matter.
         let second = std::thread::spawn(|| {
-            std::thread::sleep(Duration::from_millis(1500));
-            profile_self(Duration::from_millis(10))
+            let until = std::time::Instant::now() + Duration::from_millis(1900);
+            while std::time::Instant::now() < until {
+                if let Err(SelfProfileError::Busy) = profile_self(Duration::from_millis(10)) {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            false
         });
-        let p = profile_self(Duration::from_secs(2)).unwrap();
+        let p = loop {
+            // The short one may hold the timer for a moment.
+            match profile_self(Duration::from_secs(2)) {
+                Err(SelfProfileError::Busy) => std::thread::sleep(Duration::from_millis(5)),
+                other => break other.unwrap(),
+            }
+        };
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         busy.join().unwrap();
-        assert!(matches!(
-            second.join().unwrap(),
-            Err(SelfProfileError::Busy)
-        ));
+        assert!(second.join().unwrap(), "a second profile was never refused");
         let spinning: u64 = p
             .stacks
             .iter()

@@ -433,6 +433,10 @@ impl<'a> SeriesBuilder<'a> {
         let rows = Rows::new(b);
         // Rows come sorted by metric name: look a name up when it changes.
         let mut last: Option<(&str, Option<&str>)> = None;
+        // Stored metric rows are grouped by series (see the collector's
+        // `storage::series`): a gauge or sum row of the same series as the
+        // row before it goes to the same slot without hashing its identity.
+        let mut previous: Option<(usize, Option<usize>)> = None;
         for i in 0..b.num_rows() {
             let metric = rows.metric.value(i);
             let found = match last {
@@ -461,7 +465,12 @@ impl<'a> SeriesBuilder<'a> {
                 Table::MetricsGauge | Table::MetricsSum => {
                     let v = rows.number(i);
                     let delta = table == Table::MetricsSum && rows.temporality(i) == DELTA;
-                    self.push(&ctx, base, None, v, delta)?;
+                    let slot = match previous {
+                        Some((row, slot)) if row + 1 == i && rows.same_series(row, i) => slot,
+                        _ => self.slot(&ctx, base, None, delta)?,
+                    };
+                    previous = Some((i, slot));
+                    self.add_point(slot, ctx.t, v)?;
                 }
                 Table::MetricsHistogram => self.histogram(&ctx)?,
                 Table::MetricsExponentialHistogram => self.exponential(&ctx)?,
@@ -480,6 +489,11 @@ impl<'a> SeriesBuilder<'a> {
         delta: bool,
     ) -> Result<(), QueryError> {
         let slot = self.slot(ctx, name, extra, delta)?;
+        self.add_point(slot, ctx.t, v)
+    }
+
+    /// Adds a point to the series in `slot` (none: the selector rejected it).
+    fn add_point(&mut self, slot: Option<usize>, t: i64, v: f64) -> Result<(), QueryError> {
         if let Some(ix) = slot.filter(|_| self.keep_points) {
             self.samples += 1;
             if self.samples > self.max_samples {
@@ -488,7 +502,7 @@ impl<'a> SeriesBuilder<'a> {
                     self.max_samples
                 )));
             }
-            self.series[ix].points.push((ctx.t, v));
+            self.series[ix].points.push((t, v));
         }
         Ok(())
     }
@@ -832,6 +846,35 @@ impl<'a> Rows<'a> {
         }
     }
 
+    /// Whether rows `a` and `b` belong to one series: same metric,
+    /// resource and scope columns and the same attributes in the same order.
+    fn same_series(&self, a: usize, b: usize) -> bool {
+        let strings = [
+            self.metric,
+            self.service,
+            self.namespace,
+            self.instance,
+            self.scope_name,
+            self.scope_version,
+        ];
+        if !strings.iter().all(|c| opt_str(c, a) == opt_str(c, b)) {
+            return false;
+        }
+        let o = self.attributes.value_offsets();
+        let (ra, rb) = (
+            o[a] as usize..o[a + 1] as usize,
+            o[b] as usize..o[b + 1] as usize,
+        );
+        if ra.len() != rb.len() {
+            return false;
+        }
+        let keys = self.attributes.keys().as_string::<i32>();
+        let values = self.attributes.values().as_string::<i32>();
+        ra.zip(rb).all(|(x, y)| {
+            keys.value(x) == keys.value(y) && opt_str(values, x) == opt_str(values, y)
+        })
+    }
+
     fn col(&self, name: &str) -> &'a arrow::array::ArrayRef {
         self.b.column_by_name(name).expect("selected column")
     }
@@ -914,9 +957,8 @@ impl RowCtx<'_> {
         (o[self.i] as usize, o[self.i + 1] as usize)
     }
 
-    /// A string identifying the row's series (before `le`/`quantile`).
-    /// Feeds the row's series identity (everything its labels come from)
-    /// to `out`.
+    /// Feeds the row's series identity (everything its labels come from,
+    /// before `le`/`quantile`) to `out`.
     fn key(&self, out: &mut Fingerprint, name: &str) {
         let r = self.rows;
         out.str(name);
