@@ -9,8 +9,6 @@ use std::sync::OnceLock;
 
 use arrow::datatypes::SchemaRef;
 
-use crate::storage::series::SERIES;
-
 /// The type of a promoted attribute column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PromotedKind {
@@ -113,15 +111,14 @@ impl Table {
     }
 
     /// Row order of compacted files: service first so page statistics prune
-    /// by service, then time; metric rows grouped by series
-    /// ([`SERIES`](crate::storage::series::SERIES): a hash of the series'
-    /// identity, computed while sorting, not stored).
+    /// by service, then time; metric rows grouped by series (`series_id`,
+    /// see [`crate::storage::series`]).
     pub fn sort_columns(self) -> &'static [&'static str] {
         match self {
             Table::Spans => &["service_name", "start_time"],
             Table::Logs => &["service_name", "time"],
             Table::ProfileSamples => &["service_name", "comm", "time"],
-            _ => &["metric_name", "service_name", SERIES, "time"],
+            _ => &["metric_name", "service_name", "series_id", "time"],
         }
     }
 
@@ -133,7 +130,7 @@ impl Table {
             Table::Spans | Table::Logs => &[],
             Table::ProfileSamples => &["service_name", "comm", "time"],
             // Each series' rows together (`storage::series`), in time order.
-            _ => &["metric_name", "service_name", SERIES, "time"],
+            _ => &["metric_name", "service_name", "series_id", "time"],
         }
     }
 

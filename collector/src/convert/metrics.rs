@@ -614,7 +614,7 @@ impl MetricsBuilder {
         let mut out = Vec::new();
         let mut push = |table, rows: usize, batch: RecordBatch| {
             if rows > 0 {
-                out.push((table, batch));
+                out.push((table, with_series(batch)));
             }
         };
         push(
@@ -644,12 +644,18 @@ impl MetricsBuilder {
     /// An empty batch of one metric table (used for its schema).
     pub fn empty(table: Table) -> RecordBatch {
         let mut b = MetricsBuilder::default();
-        match table {
+        with_series(match table {
             Table::MetricsGauge => b.gauge.finish(),
             Table::MetricsSum => b.sum.finish(),
             Table::MetricsHistogram => b.histogram.finish(),
             Table::MetricsExponentialHistogram => b.exp_histogram.finish(),
             _ => b.summary.finish(),
-        }
+        })
     }
+}
+
+/// Appends the stored series columns (`storage::series`) to a finished batch.
+fn with_series(batch: RecordBatch) -> RecordBatch {
+    crate::storage::series::with_series(batch)
+        .expect("series columns have one value per row of the batch")
 }

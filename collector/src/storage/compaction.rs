@@ -58,7 +58,9 @@ async fn merge(storage: &Storage, table: Table, files: &[FileInfo]) -> Result<()
     let mut lsns = BTreeSet::new();
     let mut names = Vec::new();
     for f in files {
-        batches.extend(storage.read_all(&f.meta).await?);
+        for b in storage.read_all(&f.meta).await? {
+            batches.push(super::series::upgrade(b)?);
+        }
         lsns.extend(f.lsns.iter().copied());
         names.push(f.meta.location.filename().unwrap_or_default().to_string());
     }

@@ -10,7 +10,6 @@
 //! Compaction sorts merged files by [`Table::sort_columns`].
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array};
 use arrow::compute::{
@@ -129,10 +128,7 @@ fn sort_by(
     });
     let cols: Vec<SortColumn> = columns
         .iter()
-        .filter_map(|name| match *name {
-            super::series::SERIES => Some(Arc::new(super::series::hashes(batch)) as ArrayRef),
-            _ => batch.column_by_name(name).cloned(),
-        })
+        .filter_map(|name| batch.column_by_name(name).cloned())
         .map(|values: ArrayRef| SortColumn {
             values,
             options: opts,
@@ -144,7 +140,7 @@ fn sort_by(
         )));
     }
     let idx: UInt32Array = lexsort_to_indices(&cols, None)?;
-    Ok(take_record_batch(batch, &idx)?)
+    super::series::mark_firsts(take_record_batch(batch, &idx)?)
 }
 
 /// Sorts rows by the table's compaction order ([`Table::sort_columns`]).

@@ -13,6 +13,7 @@ pub mod eval;
 pub mod functions;
 pub mod histogram;
 pub mod names;
+mod rows;
 pub mod select;
 pub mod target_info;
 pub mod value;

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, MapArray, RecordBatch, StringArray};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int32Type, Int64Type, TimestampNanosecondType, UInt64Type};
 use collector::schema::Table;
 use datafusion::common::ScalarValue;
@@ -19,6 +19,10 @@ use datafusion::prelude::{Expr, col, lit};
 use promql_parser::label::{MatchOp, Matcher, Matchers};
 
 use super::names::{self, Kind};
+use super::rows::{
+    BasePairs, Fingerprint, Identity, LABEL_COLUMNS, LabelColumns, RowCtx, Rows, SERIES_FIRST,
+    SERIES_ID, labels_of,
+};
 use super::value::{Labels, NAME, Series};
 use crate::engine::QueryEngine;
 use crate::error::QueryError;
@@ -270,17 +274,71 @@ async fn scan(
         for m in pushable(sel) {
             filter = filter.and(m);
         }
-        let mut columns = table_columns(table);
         if builder.exemplars.is_some() {
+            let mut columns = table_columns(table, true);
             columns.push(col("exemplars"));
+            scan_rows(engine, table, &metrics, filter, columns, builder).await?;
+            continue;
         }
-        let df = engine.context().table(table.name()).await?.filter(filter)?;
-        let df = df.select(columns)?;
-        engine
-            .for_each_batch(df, |batch| builder.add_batch(table, &metrics, batch))
-            .await?;
+        // Labels from the first row of each series' run, then times and
+        // values by series id (see `rows`), then whatever that left open.
+        let firsts = filter.clone().and(col(SERIES_FIRST).eq(lit(true)));
+        learn_labels(engine, table, firsts, builder).await?;
+        let columns = table_columns(table, false);
+        scan_rows(engine, table, &metrics, filter.clone(), columns, builder).await?;
+        let missing = builder.missing_ids();
+        if !missing.is_empty() {
+            let ids = missing
+                .into_iter()
+                .map(|id| lit(ScalarValue::UInt64(Some(id))));
+            let unseen = filter
+                .clone()
+                .and(col(SERIES_ID).in_list(ids.collect(), false));
+            learn_labels(engine, table, unseen, builder).await?;
+        }
+        builder.resolve()?;
+        if std::mem::take(&mut builder.rows_without_id) > 0 {
+            let old = filter.and(col(SERIES_ID).is_null());
+            let columns = table_columns(table, true);
+            scan_rows(engine, table, &metrics, old, columns, builder).await?;
+        }
     }
     Ok(wants_target_info)
+}
+
+/// Feeds the rows of `table` that pass `filter` to `builder`.
+async fn scan_rows(
+    engine: &QueryEngine,
+    table: Table,
+    metrics: &[&MetricEntry],
+    filter: Expr,
+    columns: Vec<Expr>,
+    builder: &mut SeriesBuilder<'_>,
+) -> Result<(), QueryError> {
+    let df = engine.context().table(table.name()).await?.filter(filter)?;
+    let df = df.select(columns)?;
+    engine
+        .for_each_batch(df, |batch| builder.add_batch(table, metrics, batch))
+        .await
+}
+
+/// Records the base labels of the series ids in the rows passing `filter`.
+async fn learn_labels(
+    engine: &QueryEngine,
+    table: Table,
+    filter: Expr,
+    builder: &mut SeriesBuilder<'_>,
+) -> Result<(), QueryError> {
+    let mut columns: Vec<Expr> = LABEL_COLUMNS.iter().map(|c| col(*c)).collect();
+    columns.push(col(SERIES_ID));
+    let df = engine.context().table(table.name()).await?.filter(filter)?;
+    let df = df.select(columns)?;
+    engine
+        .for_each_batch(df, |batch| {
+            builder.learn(batch);
+            Ok(())
+        })
+        .await
 }
 
 /// One exemplar: a traced measurement attached to a series.
@@ -341,17 +399,15 @@ fn pushable(sel: &Matchers) -> Vec<Expr> {
         .collect()
 }
 
-fn table_columns(table: Table) -> Vec<Expr> {
-    let mut c: Vec<&str> = vec![
-        "time",
-        "metric_name",
-        "service_name",
-        "service_namespace",
-        "service_instance_id",
-        "attributes",
-        "scope_name",
-        "scope_version",
-    ];
+/// The columns a scan of `table` reads: times, values and either the label
+/// columns (`labels`) or the series id.
+fn table_columns(table: Table, labels: bool) -> Vec<Expr> {
+    let mut c: Vec<&str> = vec!["time", "metric_name"];
+    if labels {
+        c.extend_from_slice(&LABEL_COLUMNS);
+    } else {
+        c.push(SERIES_ID);
+    }
     c.extend_from_slice(match table {
         Table::MetricsGauge => &["value_double", "value_int"][..],
         Table::MetricsSum => &["value_double", "value_int", "aggregation_temporality"],
@@ -385,6 +441,14 @@ struct Slot {
     index: Option<usize>,
 }
 
+/// A series whose rows came by id before its labels did.
+struct Unresolved {
+    index: usize,
+    id: u64,
+    name: String,
+    extra: Option<(&'static str, String)>,
+}
+
 /// Turns rows into series.
 struct SeriesBuilder<'a> {
     sel: &'a Matchers,
@@ -392,6 +456,15 @@ struct SeriesBuilder<'a> {
     slots: HashMap<u128, Slot, foldhash::fast::RandomState>,
     series: Vec<Series>,
     delta: Vec<bool>,
+    /// False for series found not to match once their labels came.
+    keep: Vec<bool>,
+    /// Base labels by stored series id.
+    bases: HashMap<u64, Arc<BasePairs>, foldhash::fast::RandomState>,
+    unresolved: Vec<Unresolved>,
+    /// Rows read by id that had none (files written before ids).
+    rows_without_id: usize,
+    /// Series accepted (matching the selector).
+    admitted: usize,
     max_series: usize,
     max_samples: usize,
     samples: usize,
@@ -401,10 +474,6 @@ struct SeriesBuilder<'a> {
     exemplars: Option<Vec<Vec<Exemplar>>>,
 }
 
-fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
-    (!a.is_null(i)).then(|| a.value(i))
-}
-
 impl<'a> SeriesBuilder<'a> {
     fn new(sel: &'a Matchers, max_series: usize, max_samples: usize) -> Self {
         SeriesBuilder {
@@ -412,6 +481,11 @@ impl<'a> SeriesBuilder<'a> {
             slots: HashMap::default(),
             series: Vec::new(),
             delta: Vec::new(),
+            keep: Vec::new(),
+            bases: HashMap::default(),
+            unresolved: Vec::new(),
+            rows_without_id: 0,
+            admitted: 0,
             max_series,
             max_samples,
             samples: 0,
@@ -450,6 +524,10 @@ impl<'a> SeriesBuilder<'a> {
             let Some(base) = found else {
                 continue;
             };
+            if matches!(rows.identity, Identity::Id(_)) && rows.id(i).is_none() {
+                self.rows_without_id += 1;
+                continue;
+            }
             let t = rows.time.value(i).div_euclid(1_000_000);
             let ctx = RowCtx {
                 rows: &rows,
@@ -484,7 +562,7 @@ impl<'a> SeriesBuilder<'a> {
         &mut self,
         ctx: &RowCtx<'_>,
         name: &str,
-        extra: Option<(&str, String)>,
+        extra: Option<(&'static str, String)>,
         v: f64,
         delta: bool,
     ) -> Result<(), QueryError> {
@@ -513,7 +591,7 @@ impl<'a> SeriesBuilder<'a> {
         &mut self,
         ctx: &RowCtx<'_>,
         name: &str,
-        extra: Option<(&str, String)>,
+        extra: Option<(&'static str, String)>,
         delta: bool,
     ) -> Result<Option<usize>, QueryError> {
         let mut key = Fingerprint::new();
@@ -526,28 +604,120 @@ impl<'a> SeriesBuilder<'a> {
         if let Some(s) = self.slots.get(&key) {
             return Ok(s.index);
         }
-        let labels = ctx.labels(name, extra);
-        let index = if matches(self.sel, &labels) {
-            if self.series.len() >= self.max_series {
-                return Err(QueryError::TooLarge(format!(
-                    "the query selects more than {} series; narrow the selector",
-                    self.max_series
-                )));
+        let index = match &ctx.rows.identity {
+            Identity::Columns(c) => self.admit(labels_of(c.pairs(ctx.i), name, extra), delta)?,
+            Identity::Id(ids) => {
+                let id = ids.value(ctx.i);
+                match self.bases.get(&id) {
+                    Some(base) => {
+                        let labels = labels_of(base.as_ref().clone(), name, extra);
+                        self.admit(labels, delta)?
+                    }
+                    // Its flagged row was not read (e.g. before the time
+                    // range): keep the points until `resolve`.
+                    None => {
+                        let index = self.new_series(Labels::default(), delta);
+                        let name = name.to_string();
+                        self.unresolved.push(Unresolved {
+                            index,
+                            id,
+                            name,
+                            extra,
+                        });
+                        Some(index)
+                    }
+                }
             }
-            self.series.push(Series {
-                labels: Arc::new(labels),
-                points: Vec::new(),
-            });
-            self.delta.push(delta);
-            if let Some(ex) = &mut self.exemplars {
-                ex.push(Vec::new());
-            }
-            Some(self.series.len() - 1)
-        } else {
-            None
         };
         self.slots.insert(key, Slot { index });
         Ok(index)
+    }
+
+    /// A new series for `labels` if the selector matches them.
+    fn admit(&mut self, labels: Labels, delta: bool) -> Result<Option<usize>, QueryError> {
+        if !matches(self.sel, &labels) {
+            return Ok(None);
+        }
+        self.count_series()?;
+        Ok(Some(self.new_series(labels, delta)))
+    }
+
+    fn count_series(&mut self) -> Result<(), QueryError> {
+        self.admitted += 1;
+        if self.admitted > self.max_series {
+            return Err(QueryError::TooLarge(format!(
+                "the query selects more than {} series; narrow the selector",
+                self.max_series
+            )));
+        }
+        Ok(())
+    }
+
+    fn new_series(&mut self, labels: Labels, delta: bool) -> usize {
+        self.series.push(Series {
+            labels: Arc::new(labels),
+            points: Vec::new(),
+        });
+        self.delta.push(delta);
+        self.keep.push(true);
+        if let Some(ex) = &mut self.exemplars {
+            ex.push(Vec::new());
+        }
+        self.series.len() - 1
+    }
+
+    /// Records the base labels of the ids in a batch of label columns.
+    fn learn(&mut self, b: &RecordBatch) {
+        let (Some(columns), Some(ids)) = (
+            LabelColumns::of(b),
+            b.column_by_name(SERIES_ID)
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+        ) else {
+            return;
+        };
+        for i in 0..b.num_rows() {
+            if ids.is_valid(i) {
+                self.bases
+                    .entry(ids.value(i))
+                    .or_insert_with(|| Arc::new(columns.pairs(i)));
+            }
+        }
+    }
+
+    /// Ids of series with points but no labels yet.
+    fn missing_ids(&self) -> Vec<u64> {
+        let ids: std::collections::BTreeSet<u64> = self
+            .unresolved
+            .iter()
+            .map(|u| u.id)
+            .filter(|id| !self.bases.contains_key(id))
+            .collect();
+        ids.into_iter().collect()
+    }
+
+    /// Gives the series that came without labels theirs, dropping those the
+    /// selector does not match.
+    fn resolve(&mut self) -> Result<(), QueryError> {
+        for u in std::mem::take(&mut self.unresolved) {
+            let labels = match self.bases.get(&u.id) {
+                Some(base) => labels_of(base.as_ref().clone(), &u.name, u.extra),
+                None => {
+                    // Rows and labels were read by the same filter, so this
+                    // means the data changed between the two reads.
+                    tracing::warn!(id = u.id, "series without labels dropped from a query");
+                    Labels::default()
+                }
+            };
+            if !labels.is_empty() && matches(self.sel, &labels) {
+                self.count_series()?;
+                self.series[u.index].labels = Arc::new(labels);
+            } else {
+                self.keep[u.index] = false;
+                self.samples -= self.series[u.index].points.len();
+                self.series[u.index].points = Vec::new();
+            }
+        }
+        Ok(())
     }
 
     /// Attaches the row's exemplars to the series their values belong to.
@@ -725,30 +895,55 @@ impl<'a> SeriesBuilder<'a> {
         )
     }
 
-    fn finish(mut self) -> Vec<Series> {
-        for (s, delta) in self.series.iter_mut().zip(&self.delta) {
-            s.points.sort_by_key(|p| p.0);
-            // Several rows at one time (duplicates): the last one wins.
-            s.points.dedup_by(|later, earlier| {
-                if later.0 == earlier.0 {
-                    *earlier = *later;
-                    true
-                } else {
-                    false
-                }
-            });
-            if *delta {
-                let mut total = 0.0;
-                for p in &mut s.points {
-                    total += p.1;
-                    p.1 = total;
-                }
-            }
-        }
+    fn finish(self) -> Vec<Series> {
+        let mut series: Vec<(Series, bool)> = self
+            .series
+            .into_iter()
+            .zip(self.delta)
+            .zip(self.keep)
+            .filter_map(|(s, keep)| keep.then_some(s))
+            .collect();
         // Prometheus hands series to the evaluator in label order; where
         // order decides a result (ties in `topk`), ours must match.
-        self.series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        self.series
+        series.sort_by(|a, b| a.0.labels.cmp(&b.0.labels));
+        // One label set from several identities (files from before stored
+        // ids, attributes in another order or of another type): one series.
+        series.dedup_by(|later, earlier| {
+            let same = later.0.labels == earlier.0.labels;
+            if same {
+                earlier.0.points.append(&mut later.0.points);
+            }
+            same
+        });
+        series
+            .into_iter()
+            .map(|(mut s, delta)| {
+                normalize(&mut s.points, delta);
+                s
+            })
+            .collect()
+    }
+}
+
+/// Orders `points` by time, keeps the last of equal times, and turns delta
+/// values into running totals.
+fn normalize(points: &mut Vec<(i64, f64)>, delta: bool) {
+    points.sort_by_key(|p| p.0);
+    // Several rows at one time (duplicates): the last one wins.
+    points.dedup_by(|later, earlier| {
+        if later.0 == earlier.0 {
+            *earlier = *later;
+            true
+        } else {
+            false
+        }
+    });
+    if delta {
+        let mut total = 0.0;
+        for p in points {
+            total += p.1;
+            p.1 = total;
+        }
     }
 }
 
@@ -789,238 +984,4 @@ fn exponential_bucket_of(ctx: &RowCtx<'_>, v: f64) -> String {
         index -= 1;
     }
     super::value::format_value(base.powi(index + 1))
-}
-
-/// Typed access to the columns of one batch.
-struct Rows<'a> {
-    b: &'a RecordBatch,
-    time: &'a arrow::array::PrimitiveArray<TimestampNanosecondType>,
-    metric: &'a StringArray,
-    service: &'a StringArray,
-    namespace: &'a StringArray,
-    instance: &'a StringArray,
-    attributes: &'a MapArray,
-    scope_name: &'a StringArray,
-    scope_version: &'a StringArray,
-    /// `value_double`, `value_int` and `aggregation_temporality` of gauges
-    /// and sums, looked up once per batch rather than per row.
-    numbers: Option<(
-        &'a arrow::array::Float64Array,
-        &'a arrow::array::Int64Array,
-        Option<&'a arrow::array::Int32Array>,
-    )>,
-}
-
-impl<'a> Rows<'a> {
-    fn new(b: &'a RecordBatch) -> Self {
-        let s = |n: &str| {
-            b.column_by_name(n)
-                .expect("selected column")
-                .as_string::<i32>()
-        };
-        Rows {
-            b,
-            time: b.column(0).as_primitive::<TimestampNanosecondType>(),
-            metric: s("metric_name"),
-            service: s("service_name"),
-            namespace: s("service_namespace"),
-            instance: s("service_instance_id"),
-            attributes: b
-                .column_by_name("attributes")
-                .expect("selected column")
-                .as_map(),
-            scope_name: s("scope_name"),
-            scope_version: s("scope_version"),
-            numbers: match (
-                b.column_by_name("value_double"),
-                b.column_by_name("value_int"),
-            ) {
-                (Some(d), Some(n)) => Some((
-                    d.as_primitive::<Float64Type>(),
-                    n.as_primitive::<Int64Type>(),
-                    b.column_by_name("aggregation_temporality")
-                        .map(|c| c.as_primitive::<Int32Type>()),
-                )),
-                _ => None,
-            },
-        }
-    }
-
-    /// Whether rows `a` and `b` belong to one series: same metric,
-    /// resource and scope columns and the same attributes in the same order.
-    fn same_series(&self, a: usize, b: usize) -> bool {
-        let strings = [
-            self.metric,
-            self.service,
-            self.namespace,
-            self.instance,
-            self.scope_name,
-            self.scope_version,
-        ];
-        if !strings.iter().all(|c| opt_str(c, a) == opt_str(c, b)) {
-            return false;
-        }
-        let o = self.attributes.value_offsets();
-        let (ra, rb) = (
-            o[a] as usize..o[a + 1] as usize,
-            o[b] as usize..o[b + 1] as usize,
-        );
-        if ra.len() != rb.len() {
-            return false;
-        }
-        let keys = self.attributes.keys().as_string::<i32>();
-        let values = self.attributes.values().as_string::<i32>();
-        ra.zip(rb).all(|(x, y)| {
-            keys.value(x) == keys.value(y) && opt_str(values, x) == opt_str(values, y)
-        })
-    }
-
-    fn col(&self, name: &str) -> &'a arrow::array::ArrayRef {
-        self.b.column_by_name(name).expect("selected column")
-    }
-
-    fn number(&self, i: usize) -> f64 {
-        let Some((d, n, _)) = self.numbers else {
-            return f64::NAN;
-        };
-        if d.is_valid(i) {
-            return d.value(i);
-        }
-        if n.is_valid(i) {
-            n.value(i) as f64
-        } else {
-            f64::NAN
-        }
-    }
-
-    fn temporality(&self, i: usize) -> i32 {
-        match self.numbers {
-            Some((_, _, Some(t))) => t.value(i),
-            _ => self
-                .col("aggregation_temporality")
-                .as_primitive::<Int32Type>()
-                .value(i),
-        }
-    }
-}
-
-/// A 128-bit hash of a series' identity, built without allocating (this
-/// runs for every row a selector reads). Two independently seeded hashes:
-/// the chance that two of even a billion series collide is about 1e-21.
-struct Fingerprint(
-    foldhash::quality::FoldHasher<'static>,
-    foldhash::quality::FoldHasher<'static>,
-);
-
-impl Fingerprint {
-    fn new() -> Self {
-        use std::hash::BuildHasher;
-        Fingerprint(
-            foldhash::quality::FixedState::with_seed(0x5157_4854_4c49_4e45).build_hasher(),
-            foldhash::quality::FixedState::with_seed(0x9e37_79b9_7f4a_7c15).build_hasher(),
-        )
-    }
-
-    /// A string, then a byte no UTF-8 string holds, so field boundaries
-    /// cannot shift (`"ab","c"` differs from `"a","bc"`).
-    fn str(&mut self, s: &str) {
-        use std::hash::Hasher;
-        for h in [&mut self.0, &mut self.1] {
-            h.write(s.as_bytes());
-            h.write_u8(0xff);
-        }
-    }
-
-    /// An optional string: absent is empty, as a label with an empty
-    /// value is no label.
-    fn opt_str(&mut self, s: Option<&str>) {
-        self.str(s.unwrap_or(""));
-    }
-
-    fn finish(&self) -> u128 {
-        use std::hash::Hasher;
-        (u128::from(self.0.finish()) << 64) | u128::from(self.1.finish())
-    }
-}
-
-/// One row being turned into samples.
-struct RowCtx<'a> {
-    rows: &'a Rows<'a>,
-    i: usize,
-    base: &'a str,
-    t: i64,
-}
-
-impl RowCtx<'_> {
-    fn attrs(&self) -> (usize, usize) {
-        let o = self.rows.attributes.value_offsets();
-        (o[self.i] as usize, o[self.i + 1] as usize)
-    }
-
-    /// Feeds the row's series identity (everything its labels come from,
-    /// before `le`/`quantile`) to `out`.
-    fn key(&self, out: &mut Fingerprint, name: &str) {
-        let r = self.rows;
-        out.str(name);
-        for a in [
-            r.service,
-            r.namespace,
-            r.instance,
-            r.scope_name,
-            r.scope_version,
-        ] {
-            out.opt_str(opt_str(a, self.i));
-        }
-        let (from, to) = self.attrs();
-        let keys = r.attributes.keys().as_string::<i32>();
-        let values = r.attributes.values().as_string::<i32>();
-        for k in from..to {
-            // An empty value makes no label: `{a=""}` is `{}`.
-            if let Some(v) = opt_str(values, k).filter(|v| !v.is_empty()) {
-                out.str(keys.value(k));
-                out.str(v);
-            }
-        }
-    }
-
-    fn labels(&self, name: &str, extra: Option<(&str, String)>) -> Labels {
-        let r = self.rows;
-        let i = self.i;
-        let (from, to) = self.attrs();
-        let keys = r.attributes.keys().as_string::<i32>();
-        let values = r.attributes.values().as_string::<i32>();
-        // Keys that sanitize to the same label are joined with ";" in key order.
-        let mut attrs: BTreeMap<String, Vec<(&str, &str)>> = BTreeMap::new();
-        for k in from..to {
-            let key = keys.value(k);
-            attrs
-                .entry(names::sanitize_label(key))
-                .or_default()
-                .push((key, opt_str(values, k).unwrap_or("")));
-        }
-        let mut pairs: Vec<(String, String)> = attrs
-            .into_iter()
-            .map(|(label, mut vs)| {
-                vs.sort();
-                (label, vs.iter().map(|v| v.1).collect::<Vec<_>>().join(";"))
-            })
-            .collect();
-        if let Some(scope) = opt_str(r.scope_name, i) {
-            pairs.push(("otel_scope_name".into(), scope.into()));
-        }
-        if let Some(v) = opt_str(r.scope_version, i) {
-            pairs.push(("otel_scope_version".into(), v.into()));
-        }
-        if let Some(job) = names::job(opt_str(r.namespace, i), opt_str(r.service, i)) {
-            pairs.push(("job".into(), job));
-        }
-        if let Some(inst) = opt_str(r.instance, i) {
-            pairs.push(("instance".into(), inst.into()));
-        }
-        if let Some((k, v)) = extra {
-            pairs.push((k.into(), v));
-        }
-        pairs.push((NAME.into(), name.into()));
-        Labels::new(pairs)
-    }
 }
