@@ -86,11 +86,12 @@ impl StoreTable {
         files: &[Arc<DataFile>],
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
+        rows: RowFiltering,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let mut source = ParquetSource::new(self.raw.clone())
             .with_enable_page_index(true)
             .with_bloom_filter_on_read(true)
-            .with_pushdown_filters(true);
+            .with_pushdown_filters(rows == RowFiltering::Exact);
         let pushable: Vec<Expr> = filters
             .iter()
             .filter(|f| self.parquet_can_evaluate(f))
@@ -193,6 +194,42 @@ impl TableProvider for StoreTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.scan_rows(state, projection, filters, limit, RowFiltering::Exact)
+    }
+}
+
+/// How far a scan applies its filters to rows inside the files it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowFiltering {
+    /// Row by row, while decoding (the rows are still filtered again above
+    /// the scan).
+    Exact,
+    /// Only to skip partitions, row groups and pages: the caller checks the
+    /// rows itself, and no column is decoded just to evaluate a filter.
+    Pruning,
+}
+
+impl StoreTable {
+    /// The rows of the partitions, row groups and pages `filters` cannot
+    /// rule out, buffered rows included, and none filtered row by row:
+    /// for readers that check each row anyway (PromQL loading its points).
+    pub fn scan_pruned(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.scan_rows(state, projection, filters, None, RowFiltering::Pruning)
+    }
+
+    fn scan_rows(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+        rows: RowFiltering,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let (files, batches) = self.ingest.view(self.table);
         let range = TimeRange::from_filters(self.table.time_column(), filters);
         let files: Vec<Arc<DataFile>> = files
@@ -201,7 +238,7 @@ impl TableProvider for StoreTable {
             .collect();
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !files.is_empty() {
-            let scan = self.parquet_exec(state, &files, projection, filters)?;
+            let scan = self.parquet_exec(state, &files, projection, filters, rows)?;
             inputs.push(Arc::new(HoldFiles::new(scan, files)));
         }
         if !batches.is_empty() || inputs.is_empty() {

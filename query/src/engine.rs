@@ -170,6 +170,39 @@ impl QueryEngine {
         .await
     }
 
+    /// Calls `f` with each batch of `columns` of `table` from the
+    /// partitions, row groups and pages `filters` do not rule out, without
+    /// filtering rows (see [`StoreTable::scan_pruned`]): `f` checks them.
+    pub async fn for_each_pruned_batch(
+        &self,
+        table: Table,
+        columns: &[&str],
+        filters: &[datafusion::prelude::Expr],
+        mut f: impl FnMut(&RecordBatch) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        let provider = self.context().table_provider(table.name()).await?;
+        let store = provider
+            .downcast_ref::<StoreTable>()
+            .ok_or_else(|| QueryError::Execution(format!("{table} is not a store table")))?;
+        let schema = provider.schema();
+        let projection = columns
+            .iter()
+            .map(|c| schema.index_of(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| QueryError::Execution(e.to_string()))?;
+        let state = self.context().state();
+        let plan = store.scan_pruned(&state, Some(&projection), filters)?;
+        self.with_timeout(async {
+            let mut stream =
+                datafusion::physical_plan::execute_stream(plan, self.context().task_ctx())?;
+            while let Some(batch) = stream.try_next().await? {
+                f(&batch)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Runs `fut` under the query timeout.
     pub async fn with_timeout<T>(
         &self,

@@ -104,10 +104,7 @@ pub fn mark_firsts(batch: RecordBatch) -> Result<RecordBatch, StorageError> {
     let (Ok(id), Ok(first)) = (schema.index_of(SERIES_ID), schema.index_of(SERIES_FIRST)) else {
         return Ok(batch);
     };
-    let Some(ids) = batch
-        .column(id)
-        .as_primitive_opt::<arrow::datatypes::UInt64Type>()
-    else {
+    let Some(ids) = batch.column(id).as_primitive_opt::<UInt64Type>() else {
         return Ok(batch);
     };
     let mut columns = batch.columns().to_vec();

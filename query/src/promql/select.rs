@@ -285,7 +285,23 @@ async fn scan(
         let firsts = filter.clone().and(col(SERIES_FIRST).eq(lit(true)));
         learn_labels(engine, table, firsts, builder).await?;
         let columns = table_columns(table, false);
-        scan_rows(engine, table, &metrics, filter.clone(), columns, builder).await?;
+        builder.window = (min_ms, max_ms);
+        if matches!(table, Table::MetricsGauge | Table::MetricsSum) {
+            // Files are sorted by metric and series, so the metric names
+            // and times prune pages well; filtering rows while decoding
+            // would decode `time` and `metric_name` a second time, and
+            // `add_batch` checks both anyway. (Rows of other series then
+            // reach the builder; those the selector cannot match are
+            // dropped by `resolve`.)
+            let names: Vec<&str> = columns_of(&columns);
+            engine
+                .for_each_pruned_batch(table, &names, &[filter.clone()], |batch| {
+                    builder.add_batch(table, &metrics, batch)
+                })
+                .await?;
+        } else {
+            scan_rows(engine, table, &metrics, filter.clone(), columns, builder).await?;
+        }
         let missing = builder.missing_ids();
         if !missing.is_empty() {
             let ids = missing
@@ -304,6 +320,17 @@ async fn scan(
         }
     }
     Ok(wants_target_info)
+}
+
+/// The names of plain column expressions.
+fn columns_of(columns: &[Expr]) -> Vec<&str> {
+    columns
+        .iter()
+        .filter_map(|c| match c {
+            Expr::Column(c) => Some(c.name.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Feeds the rows of `table` that pass `filter` to `builder`.
@@ -465,6 +492,9 @@ struct SeriesBuilder<'a> {
     rows_without_id: usize,
     /// Series accepted (matching the selector).
     admitted: usize,
+    /// Rows outside `[from, to]` (ms) are skipped (pruned scans return
+    /// whole pages).
+    window: (i64, i64),
     max_series: usize,
     max_samples: usize,
     samples: usize,
@@ -486,6 +516,7 @@ impl<'a> SeriesBuilder<'a> {
             unresolved: Vec::new(),
             rows_without_id: 0,
             admitted: 0,
+            window: (i64::MIN, i64::MAX),
             max_series,
             max_samples,
             samples: 0,
@@ -529,6 +560,9 @@ impl<'a> SeriesBuilder<'a> {
                 continue;
             }
             let t = rows.time.value(i).div_euclid(1_000_000);
+            if t < self.window.0 || t > self.window.1 || rows.time.is_null(i) {
+                continue;
+            }
             let ctx = RowCtx {
                 rows: &rows,
                 i,
@@ -701,12 +735,10 @@ impl<'a> SeriesBuilder<'a> {
         for u in std::mem::take(&mut self.unresolved) {
             let labels = match self.bases.get(&u.id) {
                 Some(base) => labels_of(base.as_ref().clone(), &u.name, u.extra),
-                None => {
-                    // Rows and labels were read by the same filter, so this
-                    // means the data changed between the two reads.
-                    tracing::warn!(id = u.id, "series without labels dropped from a query");
-                    Labels::default()
-                }
+                // Not in the rows the filter passes: a series a pruned scan
+                // returned that `job`/`instance` matchers exclude, or one
+                // whose rows moved between the reads.
+                None => Labels::default(),
             };
             if !labels.is_empty() && matches(self.sel, &labels) {
                 self.count_series()?;
