@@ -69,13 +69,32 @@ def series_batches(n, hours, t0, slice_ms=300_000):
 
 
 def timed(url, params, repeat):
+    """Median and first (cold) time of `repeat` runs, and the series count."""
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         r = requests.get(url, params=params, timeout=600)
         times.append(time.perf_counter() - start)
         assert r.ok, (url, r.status_code, r.text[:500])
-    return statistics.median(times), len(r.json()["data"]["result"])
+    return statistics.median(times), times[0], len(r.json()["data"]["result"])
+
+
+def parquet_files(root):
+    return sum(1 for _ in Path(root).rglob("*.parquet"))
+
+
+def settle(root, quiet_s=30, limit_s=600):
+    """Waits until compaction has merged the flushed files (the file count
+    holds still for `quiet_s`), as it has for all but the last minutes of a
+    running server's data."""
+    start = last_change = time.time()
+    n = parquet_files(root)
+    while time.time() - last_change < quiet_s and time.time() - start < limit_s:
+        time.sleep(5)
+        m = parquet_files(root)
+        if m != n:
+            n, last_change = m, time.time()
+    print(f"{n} Parquet files after compaction ({time.time() - start:.0f} s)", file=sys.stderr)
 
 
 def profile(sl, params, seconds, out):
@@ -117,7 +136,8 @@ def main():
                              "--web.enable-remote-write-receiver",
                              # The default (50M) refuses range queries over 10k series x 24 h.
                              "--query.max-samples=2000000000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sl = Server(tmp / "sightline", ["--storage-flush-interval", "10s", "--query-max-samples", "2000000000"])
+    sl = Server(tmp / "sightline", ["--storage-flush-interval", "10s", "--storage-compaction-interval", "10s",
+                                    "--query-max-samples", "2000000000"])
     sl.start()
     prom_url = f"http://127.0.0.1:{port}"
     for _ in range(100):
@@ -141,16 +161,17 @@ def main():
         loaded += sum(len(p) for _, p in batch)
         print(f"loaded {loaded} samples per server ({time.time() - load_start:.0f} s)", file=sys.stderr)
     time.sleep(12)
+    settle(tmp / "sightline")
     print(f"{loaded} samples per server; {args.series} counter series + {max(1, args.series // 10)} histograms; "
           f"{args.hours} h at 15 s step")
-    print("| query | Prometheus 2.42 | Sightline | series |")
-    print("|---|---|---|---|")
+    print("| query | Prometheus 2.42 | Sightline | Sightline, first run | series |")
+    print("|---|---|---|---|---|")
     end = (t0 + args.hours * 3_600_000) / 1000
     for q in QUERIES:
         params = {"query": q, "start": t0 / 1000 + 300, "end": end, "step": 15}
-        tp, n = timed(prom_url + "/api/v1/query_range", params, args.repeat)
-        ts, m = timed(sl.api("/api/v1/query_range"), params, args.repeat)
-        print(f"| `{q}` | {tp * 1000:.0f} ms | {ts * 1000:.0f} ms | {n}/{m} |")
+        tp, _, n = timed(prom_url + "/api/v1/query_range", params, args.repeat)
+        ts, cold, m = timed(sl.api("/api/v1/query_range"), params, args.repeat)
+        print(f"| `{q}` | {tp * 1000:.0f} ms | {ts * 1000:.0f} ms | {cold * 1000:.0f} ms | {n}/{m} |")
         if args.profile:
             profile(sl, params, ts, Path(args.profile) / f"{QUERIES.index(q)}.folded")
     prom.terminate()

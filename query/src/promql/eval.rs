@@ -40,6 +40,12 @@ pub struct Evaluator {
     /// address): a range query moves every window forward by one step, so
     /// the next one is found by stepping on instead of searching.
     pub cursors: std::sync::Mutex<HashMap<usize, Cursor>>,
+    /// The range query's step (ms); 0 for an instant query.
+    pub step: i64,
+    /// Subqueries being evaluated (their steps are not the query's).
+    pub nested: std::sync::atomic::AtomicUsize,
+    /// Range functions computed ahead, see [`super::blocks`].
+    pub blocks: std::sync::Mutex<super::blocks::Blocks>,
 }
 
 /// The last window a range selector read: its bounds and, per series,
@@ -159,7 +165,8 @@ impl Evaluator {
         base - offset_ms(offset)
     }
 
-    fn series(&self, vs: &VectorSelector) -> Result<Arc<Vec<Series>>, QueryError> {
+    /// The series loaded for `vs`.
+    pub fn series(&self, vs: &VectorSelector) -> Result<Arc<Vec<Series>>, QueryError> {
         self.data
             .get(&selector_key(vs))
             .cloned()
@@ -357,7 +364,12 @@ impl Evaluator {
         let mut order: Vec<Arc<Labels>> = Vec::new();
         while ts <= end {
             self.check_deadline()?;
-            match self.eval(&sq.expr, ts)? {
+            self.nested
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let value = self.eval(&sq.expr, ts);
+            self.nested
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            match value? {
                 Value::Scalar(v) => {
                     let l = Arc::new(Labels::default());
                     if !by_labels.contains_key(&l) {

@@ -91,6 +91,37 @@ fn over_time(
     Ok(Value::Vector(out))
 }
 
+/// A range function of a window's points and its end (ms), applied to the
+/// first argument; over a range selector in a range query it is computed
+/// ahead, series by series (see `blocks`).
+fn over_window(
+    ev: &Evaluator,
+    c: &Call,
+    t: i64,
+    f: impl Fn(&[(i64, f64)], i64) -> Option<f64>,
+) -> Result<Value, QueryError> {
+    let end = match arg(c, 0)? {
+        Expr::MatrixSelector(m) => {
+            let mut out = Vec::new();
+            let key = c as *const Call as usize;
+            let emit = |labels: &Arc<Labels>, value| {
+                out.push(Sample {
+                    labels: labels.clone(),
+                    value,
+                    time: t,
+                })
+            };
+            if ev.from_block(key, &m.vs, ms(&m.range), t, &f, emit)? {
+                return Ok(Value::Vector(out));
+            }
+            ev.shifted(t, &m.vs.at, &m.vs.offset)
+        }
+        Expr::Subquery(sq) => ev.shifted(t, &sq.at, &sq.offset),
+        _ => t,
+    };
+    over_time(ev, c, t, 0, |s| f(s, end))
+}
+
 /// Evaluates a function call at `t`.
 pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
     let name = c.func.name;
@@ -211,9 +242,9 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
         "rate" => extrapolated(ev, c, t, true, true),
         "increase" => extrapolated(ev, c, t, true, false),
         "delta" => extrapolated(ev, c, t, false, false),
-        "irate" => over_time(ev, c, t, 0, |s| instant_delta(s, true)),
-        "idelta" => over_time(ev, c, t, 0, |s| instant_delta(s, false)),
-        "deriv" => over_time(ev, c, t, 0, |s| {
+        "irate" => over_window(ev, c, t, |s, _| instant_delta(s, true)),
+        "idelta" => over_window(ev, c, t, |s, _| instant_delta(s, false)),
+        "deriv" => over_window(ev, c, t, |s, _| {
             (s.len() >= 2).then(|| linear_regression(s, s[0].0).0)
         }),
         "predict_linear" => {
@@ -225,26 +256,26 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
                 })
             })
         }
-        "resets" => over_time(ev, c, t, 0, |s| {
+        "resets" => over_window(ev, c, t, |s, _| {
             Some(s.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64)
         }),
-        "changes" => over_time(ev, c, t, 0, |s| {
+        "changes" => over_window(ev, c, t, |s, _| {
             Some(
                 s.windows(2)
                     .filter(|w| w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()))
                     .count() as f64,
             )
         }),
-        "sum_over_time" => over_time(ev, c, t, 0, |s| Some(s.iter().map(|p| p.1).sum())),
-        "count_over_time" => over_time(ev, c, t, 0, |s| Some(s.len() as f64)),
-        "avg_over_time" => over_time(ev, c, t, 0, |s| Some(mean(s.iter().map(|p| p.1)))),
-        "min_over_time" => over_time(ev, c, t, 0, |s| {
+        "sum_over_time" => over_window(ev, c, t, |s, _| Some(s.iter().map(|p| p.1).sum())),
+        "count_over_time" => over_window(ev, c, t, |s, _| Some(s.len() as f64)),
+        "avg_over_time" => over_window(ev, c, t, |s, _| Some(mean(s.iter().map(|p| p.1)))),
+        "min_over_time" => over_window(ev, c, t, |s, _| {
             Some(
                 s.iter()
                     .fold(f64::NAN, |m, p| if p.1 < m || m.is_nan() { p.1 } else { m }),
             )
         }),
-        "max_over_time" => over_time(ev, c, t, 0, |s| {
+        "max_over_time" => over_window(ev, c, t, |s, _| {
             Some(
                 s.iter()
                     .fold(f64::NAN, |m, p| if p.1 > m || m.is_nan() { p.1 } else { m }),
@@ -264,11 +295,11 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
                     .collect(),
             ))
         }
-        "present_over_time" => over_time(ev, c, t, 0, |_| Some(1.0)),
-        "stddev_over_time" => over_time(ev, c, t, 0, |s| {
+        "present_over_time" => over_window(ev, c, t, |_, _| Some(1.0)),
+        "stddev_over_time" => over_window(ev, c, t, |s, _| {
             Some(variance(s.iter().map(|p| p.1)).sqrt())
         }),
-        "stdvar_over_time" => over_time(ev, c, t, 0, |s| Some(variance(s.iter().map(|p| p.1)))),
+        "stdvar_over_time" => over_window(ev, c, t, |s, _| Some(variance(s.iter().map(|p| p.1)))),
         "quantile_over_time" => {
             let q = ev.scalar(arg(c, 0)?, t)?;
             over_time(ev, c, t, 1, |s| {
@@ -304,23 +335,18 @@ fn extrapolated(
     counter: bool,
     rate: bool,
 ) -> Result<Value, QueryError> {
-    let Expr::MatrixSelector(m) = arg(c, 0)? else {
+    let range = match arg(c, 0)? {
+        Expr::MatrixSelector(m) => ms(&m.range),
         // A subquery: its range ends at its own evaluation time.
-        let Expr::Subquery(sq) = arg(c, 0)? else {
+        Expr::Subquery(sq) => ms(&sq.range),
+        _ => {
             return Err(QueryError::BadQuery(format!(
                 "{}: expected a range vector",
                 c.func.name
             )));
-        };
-        let end = ev.shifted(t, &sq.at, &sq.offset);
-        let range = ms(&sq.range);
-        return over_time(ev, c, t, 0, |s| {
-            extrapolate(s, end - range, end, range, counter, rate)
-        });
+        }
     };
-    let end = ev.shifted(t, &m.vs.at, &m.vs.offset);
-    let range = ms(&m.range);
-    over_time(ev, c, t, 0, |s| {
+    over_window(ev, c, t, |s, end| {
         extrapolate(s, end - range, end, range, counter, rate)
     })
 }

@@ -9,6 +9,7 @@
 
 pub mod aggregate;
 pub mod binary;
+mod blocks;
 pub mod eval;
 pub mod functions;
 pub mod histogram;
@@ -182,6 +183,9 @@ async fn prepare(engine: &QueryEngine, exprs: &[&Expr], r: Range) -> Result<Eval
         timeout: engine.config().timeout,
         derived: Default::default(),
         cursors: Default::default(),
+        step: if r.end > r.start { r.step } else { 0 },
+        nested: Default::default(),
+        blocks: Default::default(),
     })
 }
 
