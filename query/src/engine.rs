@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{STORE_URL, StoreTable};
 use crate::error::QueryError;
 use crate::hex_ids::HexIdLiterals;
+use crate::promql::label_cache::LabelCache;
 
 /// Limits and defaults of the query layer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,6 +64,7 @@ pub struct QueryEngine {
     ctx: SessionContext,
     config: Arc<QueryConfig>,
     ingest: Ingest,
+    labels: Arc<LabelCache>,
 }
 
 impl QueryEngine {
@@ -95,6 +97,7 @@ impl QueryEngine {
             ctx,
             config: Arc::new(config),
             ingest,
+            labels: Default::default(),
         })
     }
 
@@ -106,6 +109,11 @@ impl QueryEngine {
     /// The ingest pipeline whose data this engine reads.
     pub fn ingest(&self) -> &Ingest {
         &self.ingest
+    }
+
+    /// Labels of stored series ids PromQL has read, for later queries.
+    pub fn label_cache(&self) -> &LabelCache {
+        &self.labels
     }
 
     /// The DataFusion session (for callers that build plans themselves).

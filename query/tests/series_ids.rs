@@ -86,6 +86,12 @@ async fn a_series_whose_first_row_is_before_the_range_keeps_its_labels() {
             (r#"{job="j", k="b"}"#.to_string(), 7.0)
         ]
     );
+    // The labels read are kept for later queries, which then read none.
+    assert_eq!(engine.label_cache().len(), 2);
+    assert_eq!(
+        vector(&engine, "count_over_time(up[1m])", at).await.len(),
+        2
+    );
     // A matcher on an attribute label is applied once the labels are known.
     assert_eq!(
         vector(&engine, r#"last_over_time(up{k="b"}[1m])"#, at).await,

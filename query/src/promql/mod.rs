@@ -13,6 +13,7 @@ mod blocks;
 pub mod eval;
 pub mod functions;
 pub mod histogram;
+pub mod label_cache;
 pub mod names;
 mod rows;
 pub mod select;

@@ -18,6 +18,8 @@ use datafusion::common::ScalarValue;
 use datafusion::prelude::{Expr, col, lit};
 use promql_parser::label::{MatchOp, Matcher, Matchers};
 
+use super::eval::FastMap;
+use super::label_cache::LabelCache;
 use super::names::{self, Kind};
 use super::rows::{
     BasePairs, Fingerprint, Identity, LABEL_COLUMNS, LabelColumns, RowCtx, Rows, SERIES_FIRST,
@@ -280,19 +282,17 @@ async fn scan(
             scan_rows(engine, table, &metrics, filter, columns, builder).await?;
             continue;
         }
-        // Labels from the first row of each series' run, then times and
-        // values by series id (see `rows`), then whatever that left open.
-        let firsts = filter.clone().and(col(SERIES_FIRST).eq(lit(true)));
-        learn_labels(engine, table, firsts, builder).await?;
+        // Times and values by series id (see `rows`), then the labels of
+        // the ids the label cache does not hold: from the first row of each
+        // series' run, then from any row for ids whose first row is out of
+        // the range.
         let columns = table_columns(table, false);
         builder.window = (min_ms, max_ms);
-        if matches!(table, Table::MetricsGauge | Table::MetricsSum) {
+        if matches!(table, Table::MetricsGauge | Table::MetricsSum) && pushable(sel).is_empty() {
             // Files are sorted by metric and series, so the metric names
             // and times prune pages well; filtering rows while decoding
             // would decode `time` and `metric_name` a second time, and
-            // `add_batch` checks both anyway. (Rows of other series then
-            // reach the builder; those the selector cannot match are
-            // dropped by `resolve`.)
+            // `add_batch` checks both anyway.
             let names: Vec<&str> = columns_of(&columns);
             engine
                 .for_each_pruned_batch(table, &names, &[filter.clone()], |batch| {
@@ -302,15 +302,19 @@ async fn scan(
         } else {
             scan_rows(engine, table, &metrics, filter.clone(), columns, builder).await?;
         }
+        builder.fill_from_cache(engine.label_cache());
         let missing = builder.missing_ids();
         if !missing.is_empty() {
-            let ids = missing
-                .into_iter()
-                .map(|id| lit(ScalarValue::UInt64(Some(id))));
-            let unseen = filter
-                .clone()
-                .and(col(SERIES_ID).in_list(ids.collect(), false));
-            learn_labels(engine, table, unseen, builder).await?;
+            let mut firsts = filter.clone().and(col(SERIES_FIRST).eq(lit(true)));
+            if missing.len() <= MAX_ID_LIST {
+                firsts = firsts.and(id_list(missing));
+            }
+            learn_labels(engine, table, firsts, builder).await?;
+            let still = builder.missing_ids();
+            if !still.is_empty() {
+                let unseen = filter.clone().and(id_list(still));
+                learn_labels(engine, table, unseen, builder).await?;
+            }
         }
         builder.resolve()?;
         if std::mem::take(&mut builder.rows_without_id) > 0 {
@@ -320,6 +324,16 @@ async fn scan(
         }
     }
     Ok(wants_target_info)
+}
+
+/// Ids a label read names in its filter rather than reading the first
+/// rows of all series.
+const MAX_ID_LIST: usize = 50_000;
+
+/// `series_id IN (ids)`.
+fn id_list(ids: Vec<u64>) -> Expr {
+    let ids = ids.into_iter().map(|id| lit(ScalarValue::UInt64(Some(id))));
+    col(SERIES_ID).in_list(ids.collect(), false)
 }
 
 /// The names of plain column expressions.
@@ -362,7 +376,7 @@ async fn learn_labels(
     let df = df.select(columns)?;
     engine
         .for_each_batch(df, |batch| {
-            builder.learn(batch);
+            builder.learn(batch, engine.label_cache());
             Ok(())
         })
         .await
@@ -486,7 +500,7 @@ struct SeriesBuilder<'a> {
     /// False for series found not to match once their labels came.
     keep: Vec<bool>,
     /// Base labels by stored series id.
-    bases: HashMap<u64, Arc<BasePairs>, foldhash::fast::RandomState>,
+    bases: FastMap<u64, Arc<BasePairs>>,
     unresolved: Vec<Unresolved>,
     /// Rows read by id that had none (files written before ids).
     rows_without_id: usize,
@@ -700,8 +714,14 @@ impl<'a> SeriesBuilder<'a> {
         self.series.len() - 1
     }
 
-    /// Records the base labels of the ids in a batch of label columns.
-    fn learn(&mut self, b: &RecordBatch) {
+    /// Takes the labels of unresolved ids from `cache`.
+    fn fill_from_cache(&mut self, cache: &LabelCache) {
+        cache.fill(self.unresolved.iter().map(|u| &u.id), &mut self.bases);
+    }
+
+    /// Records the base labels of the ids in a batch of label columns, here
+    /// and in `cache`.
+    fn learn(&mut self, b: &RecordBatch, cache: &LabelCache) {
         let (Some(columns), Some(ids)) = (
             LabelColumns::of(b),
             b.column_by_name(SERIES_ID)
@@ -709,13 +729,16 @@ impl<'a> SeriesBuilder<'a> {
         ) else {
             return;
         };
+        let mut learned = Vec::new();
         for i in 0..b.num_rows() {
-            if ids.is_valid(i) {
-                self.bases
-                    .entry(ids.value(i))
-                    .or_insert_with(|| Arc::new(columns.pairs(i)));
+            let id = ids.value(i);
+            if ids.is_valid(i) && !self.bases.contains_key(&id) {
+                let labels = Arc::new(columns.pairs(i));
+                self.bases.insert(id, labels.clone());
+                learned.push((id, labels));
             }
         }
+        cache.remember(learned.iter().map(|(id, l)| (id, l)));
     }
 
     /// Ids of series with points but no labels yet.
