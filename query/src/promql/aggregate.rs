@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use promql_parser::parser::token;
+use promql_parser::parser::token::{self, TokenId};
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
-use super::eval::{Evaluator, derive_in};
+use super::eval::{Evaluator, FastMap, Memo, derive_in};
 use super::functions::{quantile, valid_label_name};
 use super::value::{Labels, NAME, Sample, Value, format_value};
 use crate::error::QueryError;
@@ -38,6 +38,22 @@ fn param_scalar(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<f64, QueryE
 /// Evaluates an aggregation at `t`.
 pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryError> {
     let op = a.op.id();
+    if streams(op) {
+        // `sum by (x) (rate(m[5m]))` and the like: values straight from the
+        // range function's block, no samples in between.
+        let mut grouping = Grouping {
+            op,
+            modifier: &a.modifier,
+            memoize: true,
+            how: a as *const AggregateExpr as usize,
+            groups: Default::default(),
+            order: Vec::new(),
+        };
+        let add = |memo: &mut Memo, labels: &Arc<Labels>, v| grouping.add(memo, labels, v, None);
+        if super::functions::each_from_block(ev, &a.expr, t, add)? {
+            return finish(grouping, t, 0.0, 0);
+        }
+    }
     let mut input = ev.vector(&a.expr, t)?;
     let mut k = 0usize;
     let mut q = 0.0;
@@ -76,21 +92,62 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryErr
             }));
         }
     }
-    let mut groups: super::eval::FastMap<Arc<Labels>, Group> = Default::default();
-    let mut order: Vec<Arc<Labels>> = Vec::new();
-    // count_values makes new label sets at every step: not worth keeping.
-    let memoize = op != token::T_COUNT_VALUES;
-    let how = a as *const AggregateExpr as usize;
+    let mut grouping = Grouping {
+        op,
+        modifier: &modifier,
+        // count_values makes new label sets at every step: not worth keeping.
+        memoize: op != token::T_COUNT_VALUES,
+        how: a as *const AggregateExpr as usize,
+        groups: Default::default(),
+        order: Vec::new(),
+    };
     let mut memo = ev.memo();
     for s in input {
-        let key = if memoize {
-            derive_in(&mut memo, how, &s.labels, |l| group_labels(l, &modifier))
+        let (labels, v) = (s.labels.clone(), s.value);
+        grouping.add(&mut memo, &labels, v, Some(s));
+    }
+    drop(memo);
+    finish(grouping, t, q, k)
+}
+
+/// Aggregations that need each group's value only, not its members.
+fn streams(op: TokenId) -> bool {
+    matches!(
+        op,
+        token::T_SUM
+            | token::T_AVG
+            | token::T_MIN
+            | token::T_MAX
+            | token::T_COUNT
+            | token::T_GROUP
+            | token::T_STDDEV
+            | token::T_STDVAR
+    )
+}
+
+/// Samples sorted into the groups of one aggregation at one step.
+struct Grouping<'a> {
+    op: TokenId,
+    modifier: &'a Option<LabelModifier>,
+    memoize: bool,
+    /// Names the aggregation's label derivation in the memo.
+    how: usize,
+    groups: FastMap<Arc<Labels>, Group>,
+    order: Vec<Arc<Labels>>,
+}
+
+impl Grouping<'_> {
+    /// Adds a value of a series with `labels`; `sample` is kept for the
+    /// operators that need their groups' members.
+    fn add(&mut self, memo: &mut Memo, labels: &Arc<Labels>, v: f64, sample: Option<Sample>) {
+        let op = self.op;
+        let key = if self.memoize {
+            derive_in(memo, self.how, labels, |l| group_labels(l, self.modifier))
         } else {
-            Arc::new(group_labels(&s.labels, &modifier))
+            Arc::new(group_labels(labels, self.modifier))
         };
-        let v = s.value;
-        let Some(g) = groups.get_mut(&key) else {
-            order.push(key.clone());
+        let Some(g) = self.groups.get_mut(&key) else {
+            self.order.push(key.clone());
             let first = Group {
                 labels: key.clone(),
                 value: if op == token::T_STDDEV || op == token::T_STDVAR {
@@ -102,15 +159,10 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryErr
                 },
                 mean: v,
                 count: 1.0,
-                members: if op == token::T_TOPK || op == token::T_BOTTOMK || op == token::T_QUANTILE
-                {
-                    vec![s]
-                } else {
-                    Vec::new()
-                },
+                members: sample.into_iter().filter(|_| !streams(op)).collect(),
             };
-            groups.insert(key, first);
-            continue;
+            self.groups.insert(key, first);
+            return;
         };
         g.count += 1.0;
         match op {
@@ -118,10 +170,10 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryErr
             token::T_AVG => {
                 if g.mean.is_infinite() {
                     if v.is_infinite() && (g.mean > 0.0) == (v > 0.0) {
-                        continue;
+                        return;
                     }
                     if !v.is_infinite() && !v.is_nan() {
-                        continue;
+                        return;
                     }
                 }
                 g.mean += v / g.count - g.mean / g.count;
@@ -133,11 +185,20 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryErr
                 g.mean += d / g.count;
                 g.value += d * (v - g.mean);
             }
-            token::T_TOPK | token::T_BOTTOMK | token::T_QUANTILE => g.members.push(s),
+            token::T_TOPK | token::T_BOTTOMK | token::T_QUANTILE => g.members.extend(sample),
             _ => {}
         }
     }
-    drop(memo);
+}
+
+/// The aggregation's output samples at `t`, in the order groups appeared.
+fn finish(grouping: Grouping<'_>, t: i64, q: f64, k: usize) -> Result<Value, QueryError> {
+    let Grouping {
+        op,
+        mut groups,
+        order,
+        ..
+    } = grouping;
     let mut out = Vec::new();
     for key in order {
         let Some(g) = groups.remove(&key) else {

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 
 use promql_parser::parser::VectorSelector;
 
-use super::eval::Evaluator;
+use super::eval::{Evaluator, Memo};
 use super::value::{Labels, is_stale};
 use crate::error::QueryError;
 
@@ -49,7 +49,8 @@ pub type Blocks = HashMap<usize, Block>;
 pub type WindowFn<'a> = &'a dyn Fn(&[(i64, f64)], i64) -> Option<f64>;
 
 impl Evaluator {
-    /// Calls `emit` with the value of `f` over each series' window of `vs`
+    /// Calls `emit` (with the label memo, locked) with the value of `f`
+    /// over each series' window of `vs`
     /// (`range` ms long) at step `t`, from the block of call `key`; returns
     /// `false`, doing nothing, where blocks do not apply (instant queries,
     /// inside subqueries, times off the step grid).
@@ -60,7 +61,7 @@ impl Evaluator {
         range: i64,
         t: i64,
         f: WindowFn<'_>,
-        mut emit: impl FnMut(&Arc<Labels>, f64),
+        mut emit: impl FnMut(&mut Memo, &Arc<Labels>, f64),
     ) -> Result<bool, QueryError> {
         if self.step <= 0
             || self.nested.load(Ordering::Relaxed) > 0
@@ -78,6 +79,9 @@ impl Evaluator {
             *block = self.compute(vs, range, t, f)?;
         }
         let k = ((t - block.from) / self.step) as usize;
+        // After `compute` (which derives labels through the memo): the lock
+        // order is blocks, then memo.
+        let mut memo = self.memo();
         let row = k * block.width..(k + 1) * block.width;
         for ((labels, v), present) in block
             .labels
@@ -86,7 +90,7 @@ impl Evaluator {
             .zip(&block.present[row])
         {
             if *present {
-                emit(labels, *v);
+                emit(&mut memo, labels, *v);
             }
         }
         Ok(true)

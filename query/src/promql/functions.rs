@@ -91,6 +91,93 @@ fn over_time(
     Ok(Value::Vector(out))
 }
 
+/// A range function whose value depends only on a window's points and
+/// its end (ms): these can be computed ahead, series by series (see
+/// `blocks`). `None` for other functions.
+pub fn window_fn(c: &Call) -> Result<Option<Box<WindowFnBox>>, QueryError> {
+    let range = || match arg(c, 0)? {
+        Expr::MatrixSelector(m) => Ok(ms(&m.range)),
+        // A subquery: its range ends at its own evaluation time.
+        Expr::Subquery(sq) => Ok(ms(&sq.range)),
+        _ => Err(QueryError::BadQuery(format!(
+            "{}: expected a range vector",
+            c.func.name
+        ))),
+    };
+    let extrapolated = |counter: bool, rate: bool| -> Result<Box<WindowFnBox>, QueryError> {
+        let range = range()?;
+        Ok(Box::new(move |s: &[(i64, f64)], end: i64| {
+            extrapolate(s, end - range, end, range, counter, rate)
+        }))
+    };
+    Ok(Some(match c.func.name {
+        // Prometheus' `extrapolatedRate` (2.x).
+        "rate" => extrapolated(true, true)?,
+        "increase" => extrapolated(true, false)?,
+        "delta" => extrapolated(false, false)?,
+        "irate" => Box::new(|s, _| instant_delta(s, true)),
+        "idelta" => Box::new(|s, _| instant_delta(s, false)),
+        "deriv" => Box::new(|s, _| (s.len() >= 2).then(|| linear_regression(s, s[0].0).0)),
+        "resets" => Box::new(|s, _| Some(s.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64)),
+        "changes" => Box::new(|s, _| {
+            Some(
+                s.windows(2)
+                    .filter(|w| w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()))
+                    .count() as f64,
+            )
+        }),
+        "sum_over_time" => Box::new(|s, _| Some(s.iter().map(|p| p.1).sum())),
+        "count_over_time" => Box::new(|s, _| Some(s.len() as f64)),
+        "avg_over_time" => Box::new(|s, _| Some(mean(s.iter().map(|p| p.1)))),
+        "min_over_time" => Box::new(|s, _| {
+            Some(
+                s.iter()
+                    .fold(f64::NAN, |m, p| if p.1 < m || m.is_nan() { p.1 } else { m }),
+            )
+        }),
+        "max_over_time" => Box::new(|s, _| {
+            Some(
+                s.iter()
+                    .fold(f64::NAN, |m, p| if p.1 > m || m.is_nan() { p.1 } else { m }),
+            )
+        }),
+        "present_over_time" => Box::new(|_, _| Some(1.0)),
+        "stddev_over_time" => Box::new(|s, _| Some(variance(s.iter().map(|p| p.1)).sqrt())),
+        "stdvar_over_time" => Box::new(|s, _| Some(variance(s.iter().map(|p| p.1)))),
+        _ => return Ok(None),
+    }))
+}
+
+/// Feeds `emit` each series' value of the range function call `e` at `t`
+/// straight from its block, without building samples; `false` (nothing
+/// done) when `e` is no such call over a range selector or blocks do not
+/// apply.
+pub fn each_from_block(
+    ev: &Evaluator,
+    e: &Expr,
+    t: i64,
+    emit: impl FnMut(&mut Memo, &Arc<Labels>, f64),
+) -> Result<bool, QueryError> {
+    let e = match e {
+        Expr::Paren(p) => &p.expr,
+        other => other,
+    };
+    let Expr::Call(c) = e else {
+        return Ok(false);
+    };
+    let Some(Expr::MatrixSelector(m)) = c.args.args.first().map(|b| b.as_ref()) else {
+        return Ok(false);
+    };
+    let Some(f) = window_fn(c)? else {
+        return Ok(false);
+    };
+    let key = c as *const Call as usize;
+    ev.from_block(key, &m.vs, ms(&m.range), t, &f, emit)
+}
+
+/// A boxed range function of a window and its end.
+pub type WindowFnBox = dyn Fn(&[(i64, f64)], i64) -> Option<f64>;
+
 /// A range function of a window's points and its end (ms), applied to the
 /// first argument; over a range selector in a range query it is computed
 /// ahead, series by series (see `blocks`).
@@ -104,7 +191,7 @@ fn over_window(
         Expr::MatrixSelector(m) => {
             let mut out = Vec::new();
             let key = c as *const Call as usize;
-            let emit = |labels: &Arc<Labels>, value| {
+            let emit = |_: &mut Memo, labels: &Arc<Labels>, value| {
                 out.push(Sample {
                     labels: labels.clone(),
                     value,
@@ -161,6 +248,9 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
     };
     if let Some(f) = simple {
         return Ok(map_values(ev, ev.vector(arg(c, 0)?, t)?, f));
+    }
+    if let Some(f) = window_fn(c)? {
+        return over_window(ev, c, t, f);
     }
     match name {
         "time" => Ok(Value::Scalar(t as f64 / 1000.0)),
@@ -239,14 +329,6 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
         "absent" => absent(ev, c, t, false),
         "absent_over_time" => absent(ev, c, t, true),
         "histogram_quantile" => super::histogram::quantile(ev, c, t),
-        "rate" => extrapolated(ev, c, t, true, true),
-        "increase" => extrapolated(ev, c, t, true, false),
-        "delta" => extrapolated(ev, c, t, false, false),
-        "irate" => over_window(ev, c, t, |s, _| instant_delta(s, true)),
-        "idelta" => over_window(ev, c, t, |s, _| instant_delta(s, false)),
-        "deriv" => over_window(ev, c, t, |s, _| {
-            (s.len() >= 2).then(|| linear_regression(s, s[0].0).0)
-        }),
         "predict_linear" => {
             let dur = ev.scalar(arg(c, 1)?, t)?;
             over_time(ev, c, t, 0, |s| {
@@ -256,31 +338,6 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
                 })
             })
         }
-        "resets" => over_window(ev, c, t, |s, _| {
-            Some(s.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64)
-        }),
-        "changes" => over_window(ev, c, t, |s, _| {
-            Some(
-                s.windows(2)
-                    .filter(|w| w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()))
-                    .count() as f64,
-            )
-        }),
-        "sum_over_time" => over_window(ev, c, t, |s, _| Some(s.iter().map(|p| p.1).sum())),
-        "count_over_time" => over_window(ev, c, t, |s, _| Some(s.len() as f64)),
-        "avg_over_time" => over_window(ev, c, t, |s, _| Some(mean(s.iter().map(|p| p.1)))),
-        "min_over_time" => over_window(ev, c, t, |s, _| {
-            Some(
-                s.iter()
-                    .fold(f64::NAN, |m, p| if p.1 < m || m.is_nan() { p.1 } else { m }),
-            )
-        }),
-        "max_over_time" => over_window(ev, c, t, |s, _| {
-            Some(
-                s.iter()
-                    .fold(f64::NAN, |m, p| if p.1 > m || m.is_nan() { p.1 } else { m }),
-            )
-        }),
         "last_over_time" => {
             let m = ev.matrix(arg(c, 0)?, t)?;
             Ok(Value::Vector(
@@ -295,11 +352,6 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
                     .collect(),
             ))
         }
-        "present_over_time" => over_window(ev, c, t, |_, _| Some(1.0)),
-        "stddev_over_time" => over_window(ev, c, t, |s, _| {
-            Some(variance(s.iter().map(|p| p.1)).sqrt())
-        }),
-        "stdvar_over_time" => over_window(ev, c, t, |s, _| Some(variance(s.iter().map(|p| p.1)))),
         "quantile_over_time" => {
             let q = ev.scalar(arg(c, 0)?, t)?;
             over_time(ev, c, t, 1, |s| {
@@ -325,30 +377,6 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
             "function {other}() is not supported"
         ))),
     }
-}
-
-/// Prometheus' `extrapolatedRate` (2.x): `rate`, `increase`, `delta`.
-fn extrapolated(
-    ev: &Evaluator,
-    c: &Call,
-    t: i64,
-    counter: bool,
-    rate: bool,
-) -> Result<Value, QueryError> {
-    let range = match arg(c, 0)? {
-        Expr::MatrixSelector(m) => ms(&m.range),
-        // A subquery: its range ends at its own evaluation time.
-        Expr::Subquery(sq) => ms(&sq.range),
-        _ => {
-            return Err(QueryError::BadQuery(format!(
-                "{}: expected a range vector",
-                c.func.name
-            )));
-        }
-    };
-    over_window(ev, c, t, |s, end| {
-        extrapolate(s, end - range, end, range, counter, rate)
-    })
 }
 
 fn extrapolate(
