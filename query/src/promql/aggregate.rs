@@ -19,6 +19,52 @@ struct Group {
     members: Vec<Sample>,
 }
 
+impl Group {
+    fn new(op: TokenId, labels: Arc<Labels>, v: f64, sample: Option<Sample>) -> Group {
+        Group {
+            labels,
+            value: if op == token::T_STDDEV || op == token::T_STDVAR {
+                0.0
+            } else if op == token::T_GROUP {
+                1.0
+            } else {
+                v
+            },
+            mean: v,
+            count: 1.0,
+            members: sample.into_iter().filter(|_| !streams(op)).collect(),
+        }
+    }
+
+    fn add(&mut self, op: TokenId, v: f64, sample: Option<Sample>) {
+        let g = self;
+        g.count += 1.0;
+        match op {
+            token::T_SUM => g.value += v,
+            token::T_AVG => {
+                if g.mean.is_infinite() {
+                    if v.is_infinite() && (g.mean > 0.0) == (v > 0.0) {
+                        return;
+                    }
+                    if !v.is_infinite() && !v.is_nan() {
+                        return;
+                    }
+                }
+                g.mean += v / g.count - g.mean / g.count;
+            }
+            token::T_MAX if g.value < v || g.value.is_nan() => g.value = v,
+            token::T_MIN if g.value > v || g.value.is_nan() => g.value = v,
+            token::T_STDDEV | token::T_STDVAR => {
+                let d = v - g.mean;
+                g.mean += d / g.count;
+                g.value += d * (v - g.mean);
+            }
+            token::T_TOPK | token::T_BOTTOMK | token::T_QUANTILE => g.members.extend(sample),
+            _ => {}
+        }
+    }
+}
+
 fn group_labels(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     match modifier {
         Some(LabelModifier::Include(by)) => l.only(&by.labels),
@@ -40,18 +86,27 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryErr
     let op = a.op.id();
     if streams(op) {
         // `sum by (x) (rate(m[5m]))` and the like: values straight from the
-        // range function's block, no samples in between.
-        let mut grouping = Grouping {
-            op,
-            modifier: &a.modifier,
-            memoize: true,
-            how: a as *const AggregateExpr as usize,
-            groups: Default::default(),
-            order: Vec::new(),
+        // range function's block, each series' group known by number.
+        let mut slots: Vec<Option<Group>> = Vec::new();
+        let mut order: Vec<u32> = Vec::new();
+        let add = |slot: u32, key: &Arc<Labels>, v: f64| {
+            let i = slot as usize;
+            if slots.len() <= i {
+                slots.resize_with(i + 1, || None);
+            }
+            match &mut slots[i] {
+                Some(g) => g.add(op, v, None),
+                none => {
+                    order.push(slot);
+                    *none = Some(Group::new(op, key.clone(), v, None));
+                }
+            }
         };
-        let add = |memo: &mut Memo, labels: &Arc<Labels>, v| grouping.add(memo, labels, v, None);
-        if super::functions::each_from_block(ev, &a.expr, t, add)? {
-            return finish(grouping, t, 0.0, 0);
+        let how = a as *const AggregateExpr as usize;
+        let group = |l: &Labels| group_labels(l, &a.modifier);
+        if super::functions::grouped_from_block(ev, &a.expr, t, how, &group, add)? {
+            let in_order = order.iter().filter_map(|s| slots[*s as usize].take());
+            return Ok(output(op, in_order, t, 0.0, 0));
         }
     }
     let mut input = ev.vector(&a.expr, t)?;
@@ -146,47 +201,13 @@ impl Grouping<'_> {
         } else {
             Arc::new(group_labels(labels, self.modifier))
         };
-        let Some(g) = self.groups.get_mut(&key) else {
-            self.order.push(key.clone());
-            let first = Group {
-                labels: key.clone(),
-                value: if op == token::T_STDDEV || op == token::T_STDVAR {
-                    0.0
-                } else if op == token::T_GROUP {
-                    1.0
-                } else {
-                    v
-                },
-                mean: v,
-                count: 1.0,
-                members: sample.into_iter().filter(|_| !streams(op)).collect(),
-            };
-            self.groups.insert(key, first);
-            return;
-        };
-        g.count += 1.0;
-        match op {
-            token::T_SUM => g.value += v,
-            token::T_AVG => {
-                if g.mean.is_infinite() {
-                    if v.is_infinite() && (g.mean > 0.0) == (v > 0.0) {
-                        return;
-                    }
-                    if !v.is_infinite() && !v.is_nan() {
-                        return;
-                    }
-                }
-                g.mean += v / g.count - g.mean / g.count;
+        match self.groups.get_mut(&key) {
+            Some(g) => g.add(op, v, sample),
+            None => {
+                self.order.push(key.clone());
+                self.groups
+                    .insert(key.clone(), Group::new(op, key, v, sample));
             }
-            token::T_MAX if g.value < v || g.value.is_nan() => g.value = v,
-            token::T_MIN if g.value > v || g.value.is_nan() => g.value = v,
-            token::T_STDDEV | token::T_STDVAR => {
-                let d = v - g.mean;
-                g.mean += d / g.count;
-                g.value += d * (v - g.mean);
-            }
-            token::T_TOPK | token::T_BOTTOMK | token::T_QUANTILE => g.members.extend(sample),
-            _ => {}
         }
     }
 }
@@ -199,11 +220,14 @@ fn finish(grouping: Grouping<'_>, t: i64, q: f64, k: usize) -> Result<Value, Que
         order,
         ..
     } = grouping;
+    let in_order = order.into_iter().filter_map(|key| groups.remove(&key));
+    Ok(output(op, in_order, t, q, k))
+}
+
+/// The samples of `groups` (in output order) at `t`.
+fn output(op: TokenId, groups: impl Iterator<Item = Group>, t: i64, q: f64, k: usize) -> Value {
     let mut out = Vec::new();
-    for key in order {
-        let Some(g) = groups.remove(&key) else {
-            continue;
-        };
+    for g in groups {
         let value = match op {
             token::T_AVG => g.mean,
             token::T_COUNT | token::T_COUNT_VALUES => g.count,
@@ -222,7 +246,7 @@ fn finish(grouping: Grouping<'_>, t: i64, q: f64, k: usize) -> Result<Value, Que
             time: t,
         });
     }
-    Ok(Value::Vector(out))
+    Value::Vector(out)
 }
 
 /// The `k` largest (or smallest) samples; NaN counts as the smallest for

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 
 use promql_parser::parser::VectorSelector;
 
-use super::eval::{Evaluator, Memo};
+use super::eval::Evaluator;
 use super::value::{Labels, is_stale};
 use crate::error::QueryError;
 
@@ -40,6 +40,46 @@ pub struct Block {
     present: Vec<bool>,
     /// Each series' labels without the metric name.
     labels: Vec<Arc<Labels>>,
+    /// Series grouped by aggregations reading the block, by aggregation.
+    groupings: HashMap<usize, Grouped>,
+}
+
+impl Block {
+    /// Step `k`'s values and whether each is present, in series order.
+    fn row(&self, k: usize) -> impl Iterator<Item = (f64, bool)> + '_ {
+        let row = k * self.width..(k + 1) * self.width;
+        self.values[row.clone()]
+            .iter()
+            .copied()
+            .zip(self.present[row].iter().copied())
+    }
+
+    /// Calls `f` with each present value of step `k` and its series.
+    fn each_at(&self, k: usize, mut f: impl FnMut(usize, f64)) {
+        for (j, (v, present)) in self.row(k).enumerate() {
+            if present {
+                f(j, v);
+            }
+        }
+    }
+}
+
+/// Group numbers of `labels` under `group`, numbered in order of first
+/// appearance.
+fn grouped(labels: &[Arc<Labels>], group: &dyn Fn(&Labels) -> Labels) -> Grouped {
+    let mut numbers: HashMap<Labels, u32> = HashMap::new();
+    let mut keys = Vec::new();
+    let slots = labels
+        .iter()
+        .map(|l| {
+            let key = group(l);
+            *numbers.entry(key.clone()).or_insert_with(|| {
+                keys.push(Arc::new(key));
+                (keys.len() - 1) as u32
+            })
+        })
+        .collect();
+    Grouped { slots, keys }
 }
 
 /// Blocks by the call expression computing them (by address).
@@ -48,9 +88,16 @@ pub type Blocks = HashMap<usize, Block>;
 /// A range function of a window's points and its end (ms).
 pub type WindowFn<'a> = &'a dyn Fn(&[(i64, f64)], i64) -> Option<f64>;
 
+/// The groups of an aggregation over a block's series: each series' group
+/// number, and each group's labels.
+#[derive(Debug)]
+struct Grouped {
+    slots: Vec<u32>,
+    keys: Vec<Arc<Labels>>,
+}
+
 impl Evaluator {
-    /// Calls `emit` (with the label memo, locked) with the value of `f`
-    /// over each series' window of `vs`
+    /// Calls `emit` with the value of `f` over each series' window of `vs`
     /// (`range` ms long) at step `t`, from the block of call `key`; returns
     /// `false`, doing nothing, where blocks do not apply (instant queries,
     /// inside subqueries, times off the step grid).
@@ -61,17 +108,70 @@ impl Evaluator {
         range: i64,
         t: i64,
         f: WindowFn<'_>,
-        mut emit: impl FnMut(&mut Memo, &Arc<Labels>, f64),
+        mut emit: impl FnMut(&Arc<Labels>, f64),
     ) -> Result<bool, QueryError> {
+        let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((block, k)) = self.block_at(&mut blocks, key, vs, range, t, f)? else {
+            return Ok(false);
+        };
+        block.each_at(k, |j, v| emit(&block.labels[j], v));
+        Ok(true)
+    }
+
+    /// [`Self::from_block`] for an aggregation: `emit` gets each series'
+    /// group number and group labels under `group`, derived once per block
+    /// for the aggregation `how` names.
+    #[allow(clippy::too_many_arguments)]
+    pub fn grouped_from_block(
+        &self,
+        key: usize,
+        vs: &VectorSelector,
+        range: i64,
+        t: i64,
+        f: WindowFn<'_>,
+        (how, group): (usize, &dyn Fn(&Labels) -> Labels),
+        mut emit: impl FnMut(u32, &Arc<Labels>, f64),
+    ) -> Result<bool, QueryError> {
+        let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((block, k)) = self.block_at(&mut blocks, key, vs, range, t, f)? else {
+            return Ok(false);
+        };
+        let labels = &block.labels;
+        let grouped = block
+            .groupings
+            .entry(how)
+            .or_insert_with(|| grouped(labels, group));
+        let (slots, keys) = (&grouped.slots, &grouped.keys);
+        let row = k * block.width..(k + 1) * block.width;
+        let values = block.values[row.clone()].iter().zip(&block.present[row]);
+        for (j, (v, present)) in values.enumerate() {
+            if *present {
+                let slot = slots[j];
+                emit(slot, &keys[slot as usize], *v);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The block of call `key` holding step `t` (computed if need be) and
+    /// the step's index in it; `None` where blocks do not apply.
+    fn block_at<'b>(
+        &self,
+        blocks: &'b mut Blocks,
+        key: usize,
+        vs: &VectorSelector,
+        range: i64,
+        t: i64,
+        f: WindowFn<'_>,
+    ) -> Result<Option<(&'b mut Block, usize)>, QueryError> {
         if self.step <= 0
             || self.nested.load(Ordering::Relaxed) > 0
             || t < self.start
             || t > self.end
             || (t - self.start) % self.step != 0
         {
-            return Ok(false);
+            return Ok(None);
         }
-        let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
         let block = blocks.entry(key).or_default();
         let covered =
             block.steps > 0 && t >= block.from && (t - block.from) / self.step < block.steps as i64;
@@ -79,21 +179,7 @@ impl Evaluator {
             *block = self.compute(vs, range, t, f)?;
         }
         let k = ((t - block.from) / self.step) as usize;
-        // After `compute` (which derives labels through the memo): the lock
-        // order is blocks, then memo.
-        let mut memo = self.memo();
-        let row = k * block.width..(k + 1) * block.width;
-        for ((labels, v), present) in block
-            .labels
-            .iter()
-            .zip(&block.values[row.clone()])
-            .zip(&block.present[row])
-        {
-            if *present {
-                emit(&mut memo, labels, *v);
-            }
-        }
-        Ok(true)
+        Ok(Some((block, k)))
     }
 
     /// The block of steps from `t` on.
@@ -117,14 +203,20 @@ impl Evaluator {
                 .iter()
                 .map(|s| self.without_name(&s.labels))
                 .collect(),
+            groupings: HashMap::new(),
         };
         let ends: Vec<i64> = (0..steps as i64)
             .map(|k| self.shifted(t + k * self.step, &vs.at, &vs.offset))
             .collect();
         let mut scratch = Vec::new();
+        let (first, last) = (ends[0] - range, ends[steps - 1]);
         for (j, s) in series.iter().enumerate() {
             let p = &s.points;
-            let (mut a, mut b) = (0, 0);
+            // Stale markers are rare: look for them once per block.
+            let lo = p.partition_point(|x| x.0 < first);
+            let hi = lo + p[lo..].partition_point(|x| x.0 <= last);
+            let stale = p[lo..hi].iter().any(|x| is_stale(x.1));
+            let (mut a, mut b) = (lo, lo);
             for (k, end) in ends.iter().enumerate() {
                 // Ends never decrease (`@` holds them, offsets shift all).
                 while a < p.len() && p[a].0 < end - range {
@@ -135,7 +227,7 @@ impl Evaluator {
                     b += 1;
                 }
                 let mut window = &p[a..b];
-                if window.iter().any(|x| is_stale(x.1)) {
+                if stale && window.iter().any(|x| is_stale(x.1)) {
                     scratch.clear();
                     scratch.extend(window.iter().copied().filter(|x| !is_stale(x.1)));
                     window = &scratch;

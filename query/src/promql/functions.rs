@@ -149,14 +149,17 @@ pub fn window_fn(c: &Call) -> Result<Option<Box<WindowFnBox>>, QueryError> {
 }
 
 /// Feeds `emit` each series' value of the range function call `e` at `t`
-/// straight from its block, without building samples; `false` (nothing
-/// done) when `e` is no such call over a range selector or blocks do not
-/// apply.
-pub fn each_from_block(
+/// straight from its block, with the number and labels of the series' group
+/// under `group` (derivation `how`), without building samples; `false`
+/// (nothing done) when `e` is no such call over a range selector or blocks
+/// do not apply.
+pub fn grouped_from_block(
     ev: &Evaluator,
     e: &Expr,
     t: i64,
-    emit: impl FnMut(&mut Memo, &Arc<Labels>, f64),
+    how: usize,
+    group: &dyn Fn(&Labels) -> Labels,
+    emit: impl FnMut(u32, &Arc<Labels>, f64),
 ) -> Result<bool, QueryError> {
     let e = match e {
         Expr::Paren(p) => &p.expr,
@@ -172,7 +175,7 @@ pub fn each_from_block(
         return Ok(false);
     };
     let key = c as *const Call as usize;
-    ev.from_block(key, &m.vs, ms(&m.range), t, &f, emit)
+    ev.grouped_from_block(key, &m.vs, ms(&m.range), t, &f, (how, group), emit)
 }
 
 /// A boxed range function of a window and its end.
@@ -191,7 +194,7 @@ fn over_window(
         Expr::MatrixSelector(m) => {
             let mut out = Vec::new();
             let key = c as *const Call as usize;
-            let emit = |_: &mut Memo, labels: &Arc<Labels>, value| {
+            let emit = |labels: &Arc<Labels>, value| {
                 out.push(Sample {
                     labels: labels.clone(),
                     value,

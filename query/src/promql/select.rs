@@ -327,8 +327,10 @@ async fn scan(
 }
 
 /// Ids a label read names in its filter rather than reading the first
-/// rows of all series.
-const MAX_ID_LIST: usize = 50_000;
+/// rows of all series. Small: DataFusion also turns the list into a pruning
+/// predicate (one comparison per id per row group and page), which costs
+/// more than reading every flagged row once lists reach thousands.
+const MAX_ID_LIST: usize = 1_000;
 
 /// `series_id IN (ids)`.
 fn id_list(ids: Vec<u64>) -> Expr {
