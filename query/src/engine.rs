@@ -21,6 +21,7 @@ use crate::catalog::{STORE_URL, StoreTable};
 use crate::error::QueryError;
 use crate::hex_ids::HexIdLiterals;
 use crate::promql::label_cache::LabelCache;
+use crate::promql::metric_lists::MetricLists;
 
 /// Limits and defaults of the query layer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,6 +66,7 @@ pub struct QueryEngine {
     config: Arc<QueryConfig>,
     ingest: Ingest,
     labels: Arc<LabelCache>,
+    metric_lists: Arc<MetricLists>,
 }
 
 impl QueryEngine {
@@ -98,6 +100,7 @@ impl QueryEngine {
             config: Arc::new(config),
             ingest,
             labels: Default::default(),
+            metric_lists: Default::default(),
         })
     }
 
@@ -114,6 +117,11 @@ impl QueryEngine {
     /// Labels of stored series ids PromQL has read, for later queries.
     pub fn label_cache(&self) -> &LabelCache {
         &self.labels
+    }
+
+    /// The metrics each stored file holds, for PromQL's metric catalog.
+    pub fn metric_lists(&self) -> &MetricLists {
+        &self.metric_lists
     }
 
     /// The DataFusion session (for callers that build plans themselves).

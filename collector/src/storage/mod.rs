@@ -6,7 +6,7 @@ pub mod compaction;
 mod encode;
 pub mod layout;
 pub mod manifest;
-mod reader;
+pub mod reader;
 pub mod recovery;
 pub mod retention;
 pub mod series;

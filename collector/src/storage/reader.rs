@@ -1,5 +1,6 @@
-//! A Parquet `AsyncFileReader` over an object store, used by recovery and
-//! compaction (the query layer reads through DataFusion instead).
+//! A Parquet `AsyncFileReader` over an object store, used by recovery,
+//! compaction and the query layer's per-file metric lists (queries
+//! themselves read through DataFusion).
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -14,6 +14,7 @@ pub mod eval;
 pub mod functions;
 pub mod histogram;
 pub mod label_cache;
+pub mod metric_lists;
 pub mod names;
 mod rows;
 pub mod select;

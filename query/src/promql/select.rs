@@ -98,45 +98,25 @@ pub async fn catalog(
 ) -> Result<Vec<MetricEntry>, QueryError> {
     let mut out = Vec::new();
     for table in METRIC_TABLES {
-        let mut cols = vec![
-            col("metric_name"),
-            col("metric_unit"),
-            col("metric_description"),
-        ];
-        if table == Table::MetricsSum {
-            cols.push(col("is_monotonic"));
-        }
-        let df = engine
-            .context()
-            .table(table.name())
-            .await?
-            .filter(time_filter(min_ms, max_ms))?
-            .aggregate(cols, vec![])?;
-        let (_, batches) = engine.collect(df).await?;
-        for b in batches {
-            let name = b.column(0).as_string::<i32>();
-            let unit = b.column(1).as_string::<i32>();
-            let help = b.column(2).as_string::<i32>();
-            for i in 0..b.num_rows() {
-                let kind = match table {
-                    Table::MetricsGauge => Kind::Gauge,
-                    Table::MetricsSum if b.column(3).as_boolean().value(i) => Kind::Counter,
-                    Table::MetricsSum => Kind::Gauge,
-                    _ => Kind::Distribution,
-                };
-                let unit = if unit.is_null(i) { "" } else { unit.value(i) };
-                out.push(MetricEntry {
-                    table,
-                    otlp_name: name.value(i).to_string(),
-                    base: names::metric_name(name.value(i), unit, kind),
-                    help: if help.is_null(i) {
-                        String::new()
-                    } else {
-                        help.value(i).to_string()
-                    },
-                    unit: unit.to_string(),
-                });
-            }
+        let listed = engine
+            .metric_lists()
+            .list(engine, table, min_ms, max_ms)
+            .await?;
+        for m in listed {
+            let kind = match table {
+                Table::MetricsGauge => Kind::Gauge,
+                Table::MetricsSum if m.monotonic == Some(true) => Kind::Counter,
+                Table::MetricsSum => Kind::Gauge,
+                _ => Kind::Distribution,
+            };
+            let unit = m.unit.unwrap_or_default();
+            out.push(MetricEntry {
+                table,
+                base: names::metric_name(&m.name, &unit, kind),
+                otlp_name: m.name,
+                help: m.help.unwrap_or_default(),
+                unit,
+            });
         }
     }
     out.sort();
