@@ -89,7 +89,7 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryErr
         // range function's block, each series' group known by number.
         let mut slots: Vec<Option<Group>> = Vec::new();
         let mut order: Vec<u32> = Vec::new();
-        let add = |slot: u32, key: &Arc<Labels>, v: f64| {
+        let add = |slot: u32, key: &Arc<Labels>, _: &Arc<Labels>, v: f64| {
             let i = slot as usize;
             if slots.len() <= i {
                 slots.resize_with(i + 1, || None);
@@ -109,22 +109,20 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryErr
             return Ok(output(op, in_order, t, 0.0, 0));
         }
     }
-    let mut input = ev.vector(&a.expr, t)?;
     let mut k = 0usize;
-    let mut q = 0.0;
-    let mut modifier = a.modifier.clone();
     if op == token::T_TOPK || op == token::T_BOTTOMK {
-        let f = param_scalar(ev, a, t)?;
-        if f.is_nan() || f.abs() >= 9.2e18 {
-            return Err(QueryError::Eval(format!(
-                "Scalar value {f} overflows int64"
-            )));
-        }
-        if f < 1.0 {
+        k = k_param(ev, a, t)?;
+        if k == 0 {
             return Ok(Value::Vector(Vec::new()));
         }
-        k = f as usize;
-    } else if op == token::T_QUANTILE {
+        if let Some(v) = top_from_block(ev, a, t, k)? {
+            return Ok(v);
+        }
+    }
+    let mut input = ev.vector(&a.expr, t)?;
+    let mut q = 0.0;
+    let mut modifier = a.modifier.clone();
+    if op == token::T_QUANTILE {
         q = param_scalar(ev, a, t)?;
     } else if op == token::T_COUNT_VALUES {
         let Some(Expr::StringLiteral(s)) = a.param.as_deref() else {
@@ -163,6 +161,57 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryErr
     }
     drop(memo);
     finish(grouping, t, q, k)
+}
+
+/// `topk`/`bottomk`'s `k` at `t` (0: the result is empty).
+fn k_param(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<usize, QueryError> {
+    let f = param_scalar(ev, a, t)?;
+    if f.is_nan() || f.abs() >= 9.2e18 {
+        return Err(QueryError::Eval(format!(
+            "Scalar value {f} overflows int64"
+        )));
+    }
+    Ok(if f < 1.0 { 0 } else { f as usize })
+}
+
+/// `topk`/`bottomk` over a range function's block: each group's heap sees
+/// every value, and samples are made only for those it keeps. `None` when
+/// blocks do not apply.
+fn top_from_block(
+    ev: &Evaluator,
+    a: &AggregateExpr,
+    t: i64,
+    k: usize,
+) -> Result<Option<Value>, QueryError> {
+    let largest = a.op.id() == token::T_TOPK;
+    let mut tops: Vec<Option<TopK>> = Vec::new();
+    let mut order: Vec<u32> = Vec::new();
+    let add = |slot: u32, _: &Arc<Labels>, labels: &Arc<Labels>, v: f64| {
+        let i = slot as usize;
+        if tops.len() <= i {
+            tops.resize_with(i + 1, || None);
+        }
+        let top = tops[i].get_or_insert_with(|| {
+            order.push(slot);
+            TopK::new(k, largest)
+        });
+        top.offer(v, || Sample {
+            labels: labels.clone(),
+            value: v,
+            time: t,
+        });
+    };
+    let how = a as *const AggregateExpr as usize;
+    let group = |l: &Labels| group_labels(l, &a.modifier);
+    if !super::functions::grouped_from_block(ev, &a.expr, t, how, &group, add)? {
+        return Ok(None);
+    }
+    let out = order
+        .iter()
+        .filter_map(|s| tops[*s as usize].take())
+        .flat_map(TopK::finish)
+        .collect();
+    Ok(Some(Value::Vector(out)))
 }
 
 /// Aggregations that need each group's value only, not its members.
@@ -256,34 +305,64 @@ fn output(op: TokenId, groups: impl Iterator<Item = Group>, t: i64, q: f64, k: u
 /// over `vectorByValueHeap`) sample by sample, so that among equal values
 /// the same series win as in Prometheus; a plain sort would pick others.
 fn top(members: Vec<Sample>, k: usize, largest: bool) -> Vec<Sample> {
-    // `less(a, b)`: a sits nearer the heap's root, the next to be evicted.
-    let less = |a: f64, b: f64| a.is_nan() || if largest { a < b } else { a > b };
-    let mut heap: Vec<Sample> = Vec::with_capacity(k.min(members.len()));
+    let mut top = TopK::new(k, largest);
     for s in members {
-        if heap.len() < k {
-            heap.push(s);
+        top.offer(s.value, || s);
+    }
+    top.finish()
+}
+
+/// The heap of [`top`], fed one value at a time: a sample is made only when
+/// the heap takes its value.
+struct TopK {
+    k: usize,
+    largest: bool,
+    heap: Vec<Sample>,
+}
+
+impl TopK {
+    fn new(k: usize, largest: bool) -> TopK {
+        TopK {
+            k,
+            largest,
+            heap: Vec::with_capacity(k.min(64)),
+        }
+    }
+
+    fn offer(&mut self, value: f64, sample: impl FnOnce() -> Sample) {
+        let largest = self.largest;
+        // `less(a, b)`: a sits nearer the heap's root, the next to be evicted.
+        let less = |a: f64, b: f64| a.is_nan() || if largest { a < b } else { a > b };
+        let heap = &mut self.heap;
+        if heap.len() < self.k {
+            heap.push(sample());
             let last = heap.len() - 1;
-            heap_up(&mut heap, last, &less);
-        } else if less(heap[0].value, s.value) && !s.value.is_nan() {
-            heap[0] = s;
-            if k > 1 && !heap_down(&mut heap, 0, &less) {
-                heap_up(&mut heap, 0, &less);
+            heap_up(heap, last, &less);
+        } else if less(heap[0].value, value) && !value.is_nan() {
+            heap[0] = sample();
+            if self.k > 1 && !heap_down(heap, 0, &less) {
+                heap_up(heap, 0, &less);
             }
         }
     }
-    heap.sort_by(|a, b| {
-        let (x, y) = (a.value, b.value);
-        match (x.is_nan(), y.is_nan()) {
-            (true, true) => std::cmp::Ordering::Equal,
-            (true, false) => std::cmp::Ordering::Greater,
-            (false, true) => std::cmp::Ordering::Less,
-            _ => {
-                let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
-                if largest { o.reverse() } else { o }
+
+    fn finish(self) -> Vec<Sample> {
+        let largest = self.largest;
+        let mut heap = self.heap;
+        heap.sort_by(|a, b| {
+            let (x, y) = (a.value, b.value);
+            match (x.is_nan(), y.is_nan()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                _ => {
+                    let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
+                    if largest { o.reverse() } else { o }
+                }
             }
-        }
-    });
-    heap
+        });
+        heap
+    }
 }
 
 /// Go's `heap.up`.

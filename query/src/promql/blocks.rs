@@ -119,8 +119,8 @@ impl Evaluator {
     }
 
     /// [`Self::from_block`] for an aggregation: `emit` gets each series'
-    /// group number and group labels under `group`, derived once per block
-    /// for the aggregation `how` names.
+    /// group number and group labels under `group` (derived once per block
+    /// for the aggregation `how` names), its own labels and its value.
     #[allow(clippy::too_many_arguments)]
     pub fn grouped_from_block(
         &self,
@@ -130,7 +130,7 @@ impl Evaluator {
         t: i64,
         f: WindowFn<'_>,
         (how, group): (usize, &dyn Fn(&Labels) -> Labels),
-        mut emit: impl FnMut(u32, &Arc<Labels>, f64),
+        mut emit: impl FnMut(u32, &Arc<Labels>, &Arc<Labels>, f64),
     ) -> Result<bool, QueryError> {
         let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
         let Some((block, k)) = self.block_at(&mut blocks, key, vs, range, t, f)? else {
@@ -147,7 +147,7 @@ impl Evaluator {
         for (j, (v, present)) in values.enumerate() {
             if *present {
                 let slot = slots[j];
-                emit(slot, &keys[slot as usize], *v);
+                emit(slot, &keys[slot as usize], &labels[j], *v);
             }
         }
         Ok(true)

@@ -150,6 +150,7 @@ pub fn window_fn(c: &Call) -> Result<Option<Box<WindowFnBox>>, QueryError> {
 
 /// Feeds `emit` each series' value of the range function call `e` at `t`
 /// straight from its block, with the number and labels of the series' group
+/// and the series' own labels
 /// under `group` (derivation `how`), without building samples; `false`
 /// (nothing done) when `e` is no such call over a range selector or blocks
 /// do not apply.
@@ -159,7 +160,7 @@ pub fn grouped_from_block(
     t: i64,
     how: usize,
     group: &dyn Fn(&Labels) -> Labels,
-    emit: impl FnMut(u32, &Arc<Labels>, f64),
+    emit: impl FnMut(u32, &Arc<Labels>, &Arc<Labels>, f64),
 ) -> Result<bool, QueryError> {
     let e = match e {
         Expr::Paren(p) => &p.expr,
