@@ -82,12 +82,13 @@ mod tests {
             .name("busy-spinner".into())
             .spawn(move || spin_here(&flag))
             .unwrap();
-        // Another profile keeps being asked for while the long one runs;
+        // Another profile keeps being asked for until the long one is over;
         // how long the long one takes to start (it reads the process's
         // mappings, slow in a debug build under load) does not matter.
-        let second = std::thread::spawn(|| {
-            let until = std::time::Instant::now() + Duration::from_millis(1900);
-            while std::time::Instant::now() < until {
+        let long_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = long_done.clone();
+        let second = std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Err(SelfProfileError::Busy) = profile_self(Duration::from_millis(10)) {
                     return true;
                 }
@@ -102,6 +103,7 @@ mod tests {
                 other => break other.unwrap(),
             }
         };
+        long_done.store(true, std::sync::atomic::Ordering::Relaxed);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         busy.join().unwrap();
         assert!(second.join().unwrap(), "a second profile was never refused");

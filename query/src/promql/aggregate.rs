@@ -90,16 +90,13 @@ pub fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, QueryErr
         let mut slots: Vec<Option<Group>> = Vec::new();
         let mut order: Vec<u32> = Vec::new();
         let add = |slot: u32, key: &Arc<Labels>, _: &Arc<Labels>, v: f64| {
-            let i = slot as usize;
-            if slots.len() <= i {
-                slots.resize_with(i + 1, || None);
-            }
-            match &mut slots[i] {
-                Some(g) => g.add(op, v, None),
-                none => {
-                    order.push(slot);
-                    *none = Some(Group::new(op, key.clone(), v, None));
-                }
+            let mut fresh = false;
+            let g = numbered(&mut slots, &mut order, slot, || {
+                fresh = true;
+                Group::new(op, key.clone(), v, None)
+            });
+            if !fresh {
+                g.add(op, v, None);
             }
         };
         let how = a as *const AggregateExpr as usize;
@@ -187,14 +184,7 @@ fn top_from_block(
     let mut tops: Vec<Option<TopK>> = Vec::new();
     let mut order: Vec<u32> = Vec::new();
     let add = |slot: u32, _: &Arc<Labels>, labels: &Arc<Labels>, v: f64| {
-        let i = slot as usize;
-        if tops.len() <= i {
-            tops.resize_with(i + 1, || None);
-        }
-        let top = tops[i].get_or_insert_with(|| {
-            order.push(slot);
-            TopK::new(k, largest)
-        });
+        let top = numbered(&mut tops, &mut order, slot, || TopK::new(k, largest));
         top.offer(v, || Sample {
             labels: labels.clone(),
             value: v,
@@ -212,6 +202,24 @@ fn top_from_block(
         .flat_map(TopK::finish)
         .collect();
     Ok(Some(Value::Vector(out)))
+}
+
+/// The entry numbered `slot` (a group of a block, see `blocks`), made and
+/// its number appended to `order` on first use.
+fn numbered<'a, T>(
+    slots: &'a mut Vec<Option<T>>,
+    order: &mut Vec<u32>,
+    slot: u32,
+    make: impl FnOnce() -> T,
+) -> &'a mut T {
+    let i = slot as usize;
+    if slots.len() <= i {
+        slots.resize_with(i + 1, || None);
+    }
+    slots[i].get_or_insert_with(|| {
+        order.push(slot);
+        make()
+    })
 }
 
 /// Aggregations that need each group's value only, not its members.
