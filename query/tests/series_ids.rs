@@ -141,7 +141,17 @@ async fn files_without_series_ids_merge_with_new_rows_of_the_same_series() {
         end: t0 + 590_000,
         step: 10_000,
     };
-    let series: Vec<Series> = query::promql::range(&engine, "up", r).await.unwrap();
+    // Acknowledged rows are converted in the background: queryable within
+    // moments, not at once.
+    let mut series: Vec<Series> = Vec::new();
+    for _ in 0..100 {
+        series = query::promql::range(&engine, "up", r).await.unwrap();
+        let newest = series.iter().filter_map(|s| s.points.last()).map(|p| p.1);
+        if newest.fold(f64::NAN, f64::max) == 59.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(series.len(), 1, "one series from old and new rows");
     assert_eq!(
         series[0].labels.to_string(),
