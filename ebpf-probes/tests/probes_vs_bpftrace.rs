@@ -95,6 +95,34 @@ fn median_slot(slots: &[u64]) -> usize {
 /// Runs bpftrace `script` and our probes over the same window while
 /// `workload` runs, then compares sample rates (within 10 %) and median
 /// log2 slots (within one) of bpftrace's `hist()` and `ours(totals)`.
+/// Starts bpftrace on `script` and returns once its probes are attached
+/// (its `BEGIN` has run: "Attaching N probes" comes before the attaching,
+/// and a SIGINT that arrives during it is lost, leaving bpftrace running).
+fn bpftrace(
+    script: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
+    const READY: &str = "sightline-bpftrace-ready";
+    let mut bt = Command::new("bpftrace")
+        // Unbuffered: the marker must arrive while bpftrace runs.
+        .args(["-B", "none", "-e"])
+        .arg(format!("BEGIN {{ printf(\"{READY}\\n\"); }}\n{script}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bpftrace is installed by scripts/setup.sh");
+    let mut lines = BufReader::new(bt.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.expect("bpftrace output") == READY {
+            return (bt, lines);
+        }
+    }
+    let status = bt.wait();
+    panic!("bpftrace ended before its BEGIN probe ran: {status:?}");
+}
+
 fn compare(
     script: &str,
     config: ProbesConfig,
@@ -107,16 +135,8 @@ fn compare(
     let load = workload(stop.clone());
     // Ours first, then bpftrace; each count is divided by its own window.
     let mut probes = Probes::start(&config, &metrics).expect("probes load (as root)");
-    let mut bt = Command::new("bpftrace")
-        .args(["-e", script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("bpftrace is installed by scripts/setup.sh");
-    let mut lines = BufReader::new(bt.stdout.take().unwrap()).lines();
-    let attached = lines.next().expect("bpftrace output").unwrap();
+    let (mut bt, lines) = bpftrace(script);
     let bt_start = Instant::now();
-    assert!(attached.starts_with("Attaching"), "{attached}");
     probes.collect();
     let our_start = Instant::now();
     let before = ours(&probes.totals);
@@ -364,19 +384,9 @@ fn tcp_retransmits_match_bpftrace_when_the_peer_goes_silent() {
     let metrics = collector::self_metrics::SelfMetrics::new();
     let mut probes =
         Probes::start(&only(|c| c.tcp = true), &metrics).expect("probes load (as root)");
-    let mut bt = Command::new("bpftrace")
-        .args([
-            "-e",
-            &format!(
-                "tracepoint:tcp:tcp_retransmit_skb /args->dport == {port}/ {{ @n = count(); }}"
-            ),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("bpftrace is installed by scripts/setup.sh");
-    let mut lines = BufReader::new(bt.stdout.take().unwrap()).lines();
-    assert!(lines.next().unwrap().unwrap().starts_with("Attaching"));
+    let (mut bt, lines) = bpftrace(&format!(
+        "tracepoint:tcp:tcp_retransmit_skb /args->dport == {port}/ {{ @n = count(); }}"
+    ));
     net.go_silent();
     use std::io::Write;
     client.write_all(&[7u8; 1000]).unwrap();
