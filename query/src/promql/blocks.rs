@@ -88,6 +88,18 @@ pub type Blocks = HashMap<usize, Block>;
 /// A range function of a window's points and its end (ms).
 pub type WindowFn<'a> = &'a dyn Fn(&[(i64, f64)], i64) -> Option<f64>;
 
+/// A range function call over a range selector, whose values a block holds.
+pub struct BlockCall<'a> {
+    /// Names the call's block (the call expression's address).
+    pub key: usize,
+    /// The range selector.
+    pub vs: &'a VectorSelector,
+    /// Its window length (ms).
+    pub range: i64,
+    /// The function.
+    pub f: WindowFn<'a>,
+}
+
 /// The groups of an aggregation over a block's series: each series' group
 /// number, and each group's labels.
 #[derive(Debug)]
@@ -97,21 +109,18 @@ struct Grouped {
 }
 
 impl Evaluator {
-    /// Calls `emit` with the value of `f` over each series' window of `vs`
-    /// (`range` ms long) at step `t`, from the block of call `key`; returns
-    /// `false`, doing nothing, where blocks do not apply (instant queries,
-    /// inside subqueries, times off the step grid).
+    /// Calls `emit` with the value of `call`'s function over each series'
+    /// window at step `t`, from the call's block; returns `false`, doing
+    /// nothing, where blocks do not apply (instant queries, inside
+    /// subqueries, times off the step grid).
     pub fn from_block(
         &self,
-        key: usize,
-        vs: &VectorSelector,
-        range: i64,
+        call: &BlockCall<'_>,
         t: i64,
-        f: WindowFn<'_>,
         mut emit: impl FnMut(&Arc<Labels>, f64),
     ) -> Result<bool, QueryError> {
         let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((block, k)) = self.block_at(&mut blocks, key, vs, range, t, f)? else {
+        let Some((block, k)) = self.block_at(&mut blocks, call, t)? else {
             return Ok(false);
         };
         block.each_at(k, |j, v| emit(&block.labels[j], v));
@@ -121,48 +130,37 @@ impl Evaluator {
     /// [`Self::from_block`] for an aggregation: `emit` gets each series'
     /// group number and group labels under `group` (derived once per block
     /// for the aggregation `how` names), its own labels and its value.
-    #[allow(clippy::too_many_arguments)]
     pub fn grouped_from_block(
         &self,
-        key: usize,
-        vs: &VectorSelector,
-        range: i64,
+        call: &BlockCall<'_>,
         t: i64,
-        f: WindowFn<'_>,
         (how, group): (usize, &dyn Fn(&Labels) -> Labels),
         mut emit: impl FnMut(u32, &Arc<Labels>, &Arc<Labels>, f64),
     ) -> Result<bool, QueryError> {
         let mut blocks = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((block, k)) = self.block_at(&mut blocks, key, vs, range, t, f)? else {
+        let Some((block, k)) = self.block_at(&mut blocks, call, t)? else {
             return Ok(false);
         };
-        let labels = &block.labels;
-        let grouped = block
-            .groupings
-            .entry(how)
-            .or_insert_with(|| grouped(labels, group));
-        let (slots, keys) = (&grouped.slots, &grouped.keys);
-        let row = k * block.width..(k + 1) * block.width;
-        let values = block.values[row.clone()].iter().zip(&block.present[row]);
-        for (j, (v, present)) in values.enumerate() {
-            if *present {
-                let slot = slots[j];
-                emit(slot, &keys[slot as usize], &labels[j], *v);
-            }
+        if !block.groupings.contains_key(&how) {
+            let numbered = grouped(&block.labels, group);
+            block.groupings.insert(how, numbered);
         }
+        let Grouped { slots, keys } = &block.groupings[&how];
+        let labels = &block.labels;
+        block.each_at(k, |j, v| {
+            let slot = slots[j];
+            emit(slot, &keys[slot as usize], &labels[j], v)
+        });
         Ok(true)
     }
 
-    /// The block of call `key` holding step `t` (computed if need be) and
-    /// the step's index in it; `None` where blocks do not apply.
+    /// The block of `call` holding step `t` (computed if need be) and the
+    /// step's index in it; `None` where blocks do not apply.
     fn block_at<'b>(
         &self,
         blocks: &'b mut Blocks,
-        key: usize,
-        vs: &VectorSelector,
-        range: i64,
+        call: &BlockCall<'_>,
         t: i64,
-        f: WindowFn<'_>,
     ) -> Result<Option<(&'b mut Block, usize)>, QueryError> {
         if self.step <= 0
             || self.nested.load(Ordering::Relaxed) > 0
@@ -172,24 +170,19 @@ impl Evaluator {
         {
             return Ok(None);
         }
-        let block = blocks.entry(key).or_default();
+        let block = blocks.entry(call.key).or_default();
         let covered =
             block.steps > 0 && t >= block.from && (t - block.from) / self.step < block.steps as i64;
         if !covered {
-            *block = self.compute(vs, range, t, f)?;
+            *block = self.compute(call, t)?;
         }
         let k = ((t - block.from) / self.step) as usize;
         Ok(Some((block, k)))
     }
 
     /// The block of steps from `t` on.
-    fn compute(
-        &self,
-        vs: &VectorSelector,
-        range: i64,
-        t: i64,
-        f: WindowFn<'_>,
-    ) -> Result<Block, QueryError> {
+    fn compute(&self, call: &BlockCall<'_>, t: i64) -> Result<Block, QueryError> {
+        let BlockCall { vs, range, f, .. } = *call;
         let series = self.series(vs)?;
         let steps = ((self.end - t) / self.step + 1).clamp(1, BLOCK_STEPS) as usize;
         let width = series.len();

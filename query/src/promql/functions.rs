@@ -7,6 +7,7 @@ use chrono::{DateTime, Datelike, Timelike};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 
+use super::blocks::BlockCall;
 use super::eval::{Evaluator, Memo, derive_in, ms, selector_matchers};
 use super::value::{Labels, NAME, Sample, Value};
 use crate::error::QueryError;
@@ -149,11 +150,10 @@ pub fn window_fn(c: &Call) -> Result<Option<Box<WindowFnBox>>, QueryError> {
 }
 
 /// Feeds `emit` each series' value of the range function call `e` at `t`
-/// straight from its block, with the number and labels of the series' group
-/// and the series' own labels
-/// under `group` (derivation `how`), without building samples; `false`
-/// (nothing done) when `e` is no such call over a range selector or blocks
-/// do not apply.
+/// straight from its block, with the number and labels of the series'
+/// group under `group` (derivation `how`) and the series' own labels,
+/// without building samples; `false` (nothing done) when `e` is no such
+/// call over a range selector or blocks do not apply.
 pub fn grouped_from_block(
     ev: &Evaluator,
     e: &Expr,
@@ -169,14 +169,27 @@ pub fn grouped_from_block(
     let Expr::Call(c) = e else {
         return Ok(false);
     };
-    let Some(Expr::MatrixSelector(m)) = c.args.args.first().map(|b| b.as_ref()) else {
-        return Ok(false);
-    };
     let Some(f) = window_fn(c)? else {
         return Ok(false);
     };
-    let key = c as *const Call as usize;
-    ev.grouped_from_block(key, &m.vs, ms(&m.range), t, &f, (how, group), emit)
+    match block_call(c, &f) {
+        Some(call) => ev.grouped_from_block(&call, t, (how, group), emit),
+        None => Ok(false),
+    }
+}
+
+/// `c` as a call whose values blocks can hold, if its argument is a range
+/// selector.
+fn block_call<'a>(c: &'a Call, f: &'a WindowFnBox) -> Option<BlockCall<'a>> {
+    let Some(Expr::MatrixSelector(m)) = c.args.args.first().map(|b| b.as_ref()) else {
+        return None;
+    };
+    Some(BlockCall {
+        key: c as *const Call as usize,
+        vs: &m.vs,
+        range: ms(&m.range),
+        f,
+    })
 }
 
 /// A boxed range function of a window and its end.
@@ -185,28 +198,22 @@ pub type WindowFnBox = dyn Fn(&[(i64, f64)], i64) -> Option<f64>;
 /// A range function of a window's points and its end (ms), applied to the
 /// first argument; over a range selector in a range query it is computed
 /// ahead, series by series (see `blocks`).
-fn over_window(
-    ev: &Evaluator,
-    c: &Call,
-    t: i64,
-    f: impl Fn(&[(i64, f64)], i64) -> Option<f64>,
-) -> Result<Value, QueryError> {
-    let end = match arg(c, 0)? {
-        Expr::MatrixSelector(m) => {
-            let mut out = Vec::new();
-            let key = c as *const Call as usize;
-            let emit = |labels: &Arc<Labels>, value| {
-                out.push(Sample {
-                    labels: labels.clone(),
-                    value,
-                    time: t,
-                })
-            };
-            if ev.from_block(key, &m.vs, ms(&m.range), t, &f, emit)? {
-                return Ok(Value::Vector(out));
-            }
-            ev.shifted(t, &m.vs.at, &m.vs.offset)
+fn over_window(ev: &Evaluator, c: &Call, t: i64, f: &WindowFnBox) -> Result<Value, QueryError> {
+    if let Some(call) = block_call(c, f) {
+        let mut out = Vec::new();
+        let emit = |labels: &Arc<Labels>, value| {
+            out.push(Sample {
+                labels: labels.clone(),
+                value,
+                time: t,
+            })
+        };
+        if ev.from_block(&call, t, emit)? {
+            return Ok(Value::Vector(out));
         }
+    }
+    let end = match arg(c, 0)? {
+        Expr::MatrixSelector(m) => ev.shifted(t, &m.vs.at, &m.vs.offset),
         Expr::Subquery(sq) => ev.shifted(t, &sq.at, &sq.offset),
         _ => t,
     };
@@ -254,7 +261,7 @@ pub fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, QueryError> {
         return Ok(map_values(ev, ev.vector(arg(c, 0)?, t)?, f));
     }
     if let Some(f) = window_fn(c)? {
-        return over_window(ev, c, t, f);
+        return over_window(ev, c, t, &f);
     }
     match name {
         "time" => Ok(Value::Scalar(t as f64 / 1000.0)),

@@ -250,16 +250,17 @@ async fn scan(
     for e in wanted {
         by_table.entry(e.table).or_default().push(e);
     }
+    let pushed = pushable(sel);
     for (table, metrics) in by_table {
         let names: Vec<Expr> = metrics.iter().map(|m| lit(m.otlp_name.clone())).collect();
         let mut filter = time_filter(min_ms, max_ms).and(col("metric_name").in_list(names, false));
-        for m in pushable(sel) {
-            filter = filter.and(m);
+        for m in &pushed {
+            filter = filter.and(m.clone());
         }
         if builder.exemplars.is_some() {
             let mut columns = table_columns(table, true);
-            columns.push(col("exemplars"));
-            scan_rows(engine, table, &metrics, filter, columns, builder).await?;
+            columns.push("exemplars");
+            scan_rows(engine, table, &metrics, filter, &columns, builder).await?;
             continue;
         }
         // Times and values by series id (see `rows`), then the labels of
@@ -268,19 +269,18 @@ async fn scan(
         // the range.
         let columns = table_columns(table, false);
         builder.window = (min_ms, max_ms);
-        if matches!(table, Table::MetricsGauge | Table::MetricsSum) && pushable(sel).is_empty() {
+        if matches!(table, Table::MetricsGauge | Table::MetricsSum) && pushed.is_empty() {
             // Files are sorted by metric and series, so the metric names
             // and times prune pages well; filtering rows while decoding
             // would decode `time` and `metric_name` a second time, and
             // `add_batch` checks both anyway.
-            let names: Vec<&str> = columns_of(&columns);
             engine
-                .for_each_pruned_batch(table, &names, &[filter.clone()], |batch| {
+                .for_each_pruned_batch(table, &columns, &[filter.clone()], |batch| {
                     builder.add_batch(table, &metrics, batch)
                 })
                 .await?;
         } else {
-            scan_rows(engine, table, &metrics, filter.clone(), columns, builder).await?;
+            scan_rows(engine, table, &metrics, filter.clone(), &columns, builder).await?;
         }
         builder.fill_from_cache(engine.label_cache());
         let missing = builder.missing_ids();
@@ -300,7 +300,7 @@ async fn scan(
         if std::mem::take(&mut builder.rows_without_id) > 0 {
             let old = filter.and(col(SERIES_ID).is_null());
             let columns = table_columns(table, true);
-            scan_rows(engine, table, &metrics, old, columns, builder).await?;
+            scan_rows(engine, table, &metrics, old, &columns, builder).await?;
         }
     }
     Ok(wants_target_info)
@@ -318,28 +318,17 @@ fn id_list(ids: Vec<u64>) -> Expr {
     col(SERIES_ID).in_list(ids.collect(), false)
 }
 
-/// The names of plain column expressions.
-fn columns_of(columns: &[Expr]) -> Vec<&str> {
-    columns
-        .iter()
-        .filter_map(|c| match c {
-            Expr::Column(c) => Some(c.name.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Feeds the rows of `table` that pass `filter` to `builder`.
 async fn scan_rows(
     engine: &QueryEngine,
     table: Table,
     metrics: &[&MetricEntry],
     filter: Expr,
-    columns: Vec<Expr>,
+    columns: &[&str],
     builder: &mut SeriesBuilder<'_>,
 ) -> Result<(), QueryError> {
     let df = engine.context().table(table.name()).await?.filter(filter)?;
-    let df = df.select(columns)?;
+    let df = df.select_columns(columns)?;
     engine
         .for_each_batch(df, |batch| builder.add_batch(table, metrics, batch))
         .await
@@ -424,7 +413,7 @@ fn pushable(sel: &Matchers) -> Vec<Expr> {
 
 /// The columns a scan of `table` reads: times, values and either the label
 /// columns (`labels`) or the series id.
-fn table_columns(table: Table, labels: bool) -> Vec<Expr> {
+fn table_columns(table: Table, labels: bool) -> Vec<&'static str> {
     let mut c: Vec<&str> = vec!["time", "metric_name"];
     if labels {
         c.extend_from_slice(&LABEL_COLUMNS);
@@ -454,7 +443,7 @@ fn table_columns(table: Table, labels: bool) -> Vec<Expr> {
         ],
         _ => &["count", "sum", "quantile_values"],
     });
-    c.into_iter().map(col).collect()
+    c
 }
 
 const DELTA: i32 = 1;
