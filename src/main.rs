@@ -1,6 +1,7 @@
 //! The `sightline` binary: one process per node that receives OTLP, stores
 //! it as Parquet, answers queries and evaluates SLOs.
 
+mod allocator;
 mod bench;
 mod config;
 mod profile_cli;
@@ -50,6 +51,7 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    allocator::purge_promptly();
     match dispatch(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

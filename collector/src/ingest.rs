@@ -58,10 +58,14 @@ impl Default for CollectorConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
     /// The memory budget is exhausted; the client should retry later.
-    #[error("memory budget exhausted ({used} of {limit} bytes in use); retry later")]
+    #[error(
+        "memory budget exhausted ({used} bytes of data, {resident} bytes resident, budget {limit} bytes); retry later"
+    )]
     Overloaded {
-        /// Bytes in use.
+        /// Bytes of data in use.
         used: i64,
+        /// The process's resident size at the last sample (0 if unknown).
+        resident: i64,
         /// The budget.
         limit: u64,
     },
@@ -137,6 +141,9 @@ struct Inner {
     convert_slots: Semaphore,
     pending: AtomicUsize,
     pending_done: Notify,
+    /// Raised when the resident size is over its share: flush now, since
+    /// admission stays closed until buffered data is written and freed.
+    pressure: Notify,
     ready: AtomicBool,
     /// Serialises flushes so one table is never written twice at once.
     flush_lock: tokio::sync::Mutex<()>,
@@ -163,10 +170,13 @@ impl Ingest {
         let storage = Storage::local(config.data_dir.join("tables"), metrics.clone())?;
         let covered = recovery::recover(&storage, wal.oldest_lsn()).await?;
         storage.load_manifest().await?;
+        let footprint = crate::buffer::resident_bytes();
+        warn_if_budget_small(footprint, config.memory_limit_bytes);
+        let budget = MemoryBudget::new(config.memory_limit_bytes, metrics.clone());
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let ingest = Ingest {
             inner: Arc::new(Inner {
-                budget: MemoryBudget::new(config.memory_limit_bytes, metrics.clone()),
+                budget,
                 config,
                 wal,
                 buffer: Buffer::default(),
@@ -175,6 +185,7 @@ impl Ingest {
                 convert_slots: Semaphore::new(workers),
                 pending: AtomicUsize::new(0),
                 pending_done: Notify::new(),
+                pressure: Notify::new(),
                 ready: AtomicBool::new(false),
                 flush_lock: tokio::sync::Mutex::new(()),
                 _lock: lock,
@@ -304,6 +315,7 @@ impl Ingest {
             .inc();
         ExportError::Overloaded {
             used: self.inner.budget.used(),
+            resident: self.inner.budget.resident(),
             limit: self.inner.config.memory_limit_bytes,
         }
     }
@@ -422,8 +434,23 @@ impl Ingest {
 
     /// Flushes the tables that are due (or all when `all`).
     pub async fn flush(&self, all: bool) {
+        self.flush_with(&self.flush_policy(), all).await;
+    }
+
+    /// Flushes early when the resident size is over its share: tables holding
+    /// at least a sixty-fourth of the budget (1 MiB at least), so memory is
+    /// freed without a storm of tiny files when the pressure has another cause.
+    async fn flush_for_pressure(&self) {
+        let policy = FlushPolicy {
+            bytes: (self.inner.config.memory_limit_bytes / 64).max(1 << 20) as usize,
+            ..self.flush_policy()
+        };
+        self.flush_with(&policy, false).await;
+    }
+
+    async fn flush_with(&self, policy: &FlushPolicy, all: bool) {
         let _guard = self.inner.flush_lock.lock().await;
-        for taken in self.inner.buffer.take_due(&self.flush_policy(), all) {
+        for taken in self.inner.buffer.take_due(policy, all) {
             self.flush_one(taken).await;
         }
         for (table, rows) in self.inner.buffer.rows() {
@@ -444,10 +471,9 @@ impl Ingest {
             .with_label_values(&[table.name()])
             .start_timer();
         let lsns = taken.lsn_set();
-        // Sorting and encoding need about two more copies of the data for a
-        // while; count them so receivers back off instead of the RSS growing
-        // past the budget.
-        let working_set = taken.bytes * 2;
+        // Count what encoding needs besides the buffered batches, so receivers
+        // back off instead of the RSS growing past the budget.
+        let working_set = flush_working_set(table, taken.bytes);
         self.inner.budget.add(working_set);
         let result = self
             .inner
@@ -502,6 +528,7 @@ impl Ingest {
 
     /// Runs flushing, compaction and retention until `stop` turns true.
     pub fn spawn_background(&self, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+        self.spawn_resident_sampler(stop.clone());
         let this = self.clone();
         tokio::spawn(async move {
             let mut flush_tick = tokio::time::interval(Duration::from_millis(500));
@@ -513,10 +540,36 @@ impl Ingest {
                 tokio::select! {
                     _ = stop.changed() => break,
                     _ = flush_tick.tick() => this.flush(false).await,
+                    _ = this.inner.pressure.notified() => this.flush_for_pressure().await,
                     _ = maint_tick.tick() => this.maintain().await,
                 }
             }
         })
+    }
+
+    /// Samples the resident size for admission on its own task, so that a
+    /// long flush or compaction does not leave admission with a stale figure.
+    fn spawn_resident_sampler(&self, mut stop: watch::Receiver<bool>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            // Often enough that a burst cannot outrun it: at 200k spans/s
+            // about 10 MiB of data arrives between two samples.
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    _ = tick.tick() => {
+                        if let Some(bytes) = crate::buffer::resident_bytes() {
+                            this.inner.budget.set_resident(bytes);
+                        }
+                        if this.inner.budget.resident_pressure() {
+                            this.inner.pressure.notify_one();
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// One round of compaction and retention.
@@ -552,6 +605,37 @@ impl Ingest {
             notified.await;
         }
         self.flush(true).await;
+    }
+}
+
+/// The budget bounds the whole resident size, so it must leave room for data
+/// beyond the process's own footprint (~80 MiB with the probes loaded).
+fn warn_if_budget_small(footprint: Option<i64>, limit: u64) {
+    let Some(resident) = footprint else {
+        return;
+    };
+    if resident as u64 > limit / 4 {
+        tracing::warn!(
+            resident_bytes = resident,
+            memory_limit_bytes = limit,
+            "the memory budget is less than four times the process's resident size at start, \
+             which it also covers: little is left for data. Raise --memory-limit-bytes"
+        );
+    }
+}
+
+/// Memory a flush of `bytes` of Arrow data needs while it encodes. Tables
+/// sorted at flush concatenate and then reorder their rows: two more copies.
+/// The others stream their batches into the writer, which holds only the
+/// encoded pages of one row group and the file (a few bytes per row against
+/// hundreds in Arrow): an eighth is a generous bound, and counting the full
+/// two copies there closed admission for the whole of every flush, idling a
+/// third of the CPU under sustained load (docs/benchmarks.md).
+fn flush_working_set(table: Table, bytes: usize) -> usize {
+    if table.flush_sort_columns().is_empty() {
+        bytes / 8
+    } else {
+        bytes * 2
     }
 }
 
