@@ -136,8 +136,9 @@ pub struct RunArgs {
     /// Root of the WAL and Parquet files [default: ./sightline-data].
     #[arg(long, env = "SIGHTLINE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Budget in bytes for unflushed and in-flight data; above it receivers
-    /// refuse with retryable errors [default: 536870912 (512 MiB)].
+    /// Memory budget in bytes: receivers refuse with retryable errors while
+    /// unflushed and in-flight data pass 60% of it or the resident size passes
+    /// 75% [default: 536870912 (512 MiB)].
     #[arg(long, env = "SIGHTLINE_MEMORY_LIMIT_BYTES")]
     pub memory_limit_bytes: Option<u64>,
     /// Time allowed for a graceful shutdown, e.g. `30s` [default: 30s].
