@@ -123,6 +123,41 @@ fn bpftrace(
     panic!("bpftrace ended before its BEGIN probe ran: {status:?}");
 }
 
+/// Sends bpftrace SIGINT (it prints its maps and exits) and again every two
+/// seconds until [`Interrupter::finish`]: a CI run hung for minutes on a
+/// bpftrace that had printed its BEGIN marker yet ignored the one SIGINT,
+/// and a second one by hand ended it normally.
+fn interrupt(bt: &std::process::Child) -> Interrupter {
+    let pid = bt.id().to_string();
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let thread = std::thread::spawn(move || {
+        while !flag.load(Ordering::Relaxed) {
+            let _ = Command::new("kill").args(["-INT", &pid]).status();
+            for _ in 0..20 {
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    });
+    Interrupter { done, thread }
+}
+
+/// Stops the repeated SIGINTs of [`interrupt`].
+struct Interrupter {
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Interrupter {
+    fn finish(self) {
+        self.done.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
 fn compare(
     script: &str,
     config: ProbesConfig,
@@ -144,15 +179,13 @@ fn compare(
     probes.collect();
     let our_window = our_start.elapsed().as_secs_f64();
     // bpftrace prints its histogram on SIGINT.
-    Command::new("kill")
-        .args(["-INT", &bt.id().to_string()])
-        .status()
-        .unwrap();
+    let interrupter = interrupt(&bt);
     let bt_window = bt_start.elapsed().as_secs_f64();
     let after = ours(&probes.totals);
     let mine: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     let text: String = lines.map_while(Result::ok).collect::<Vec<_>>().join("\n");
     bt.wait().unwrap();
+    interrupter.finish();
     stop.store(true, Ordering::Relaxed);
     load.into_iter().for_each(|t| t.join().unwrap());
 
@@ -392,12 +425,10 @@ fn tcp_retransmits_match_bpftrace_when_the_peer_goes_silent() {
     client.write_all(&[7u8; 1000]).unwrap();
     // RTOs of 0.2, 0.4, 0.8, 1.6 s (and a tail loss probe) fit in 4 s.
     std::thread::sleep(Duration::from_secs(4));
-    Command::new("kill")
-        .args(["-INT", &bt.id().to_string()])
-        .status()
-        .unwrap();
+    let interrupter = interrupt(&bt);
     let text: String = lines.map_while(Result::ok).collect::<Vec<_>>().join("\n");
     bt.wait().unwrap();
+    interrupter.finish();
     probes.collect();
     let _ = server.kill();
     let _ = server.wait();
