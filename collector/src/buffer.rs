@@ -32,6 +32,8 @@ pub struct MemoryBudget {
     resident_limit: i64,
     /// Data always admitted whatever the resident size (see `admits`).
     floor: i64,
+    /// The whole budget.
+    limit: i64,
     metrics: SelfMetrics,
 }
 
@@ -46,6 +48,7 @@ impl MemoryBudget {
             resident: AtomicI64::new(0),
             resident_limit: (limit as f64 * RESIDENT_SHARE) as i64,
             floor: limit / 8,
+            limit,
             metrics,
         }
     }
@@ -89,10 +92,22 @@ impl MemoryBudget {
 
     /// Reserves `n` bytes for a new request if [`MemoryBudget::has_room`].
     pub fn try_reserve(&self, n: usize) -> bool {
+        self.reserve_if(n, |cur, n| self.admits(cur, n))
+    }
+
+    /// Reserves `n` bytes for the node's own signals (probe metrics and
+    /// profiles: a few KiB every few seconds) while data stays within the
+    /// whole budget, whatever the admission share or the resident size:
+    /// the kernel view matters most while the node is overloaded.
+    pub fn try_reserve_priority(&self, n: usize) -> bool {
+        self.reserve_if(n, |cur, n| cur == 0 || cur + n <= self.limit)
+    }
+
+    fn reserve_if(&self, n: usize, admits: impl Fn(i64, i64) -> bool) -> bool {
         let n = n as i64;
         let mut cur = self.used.load(Ordering::Relaxed);
         loop {
-            if !self.admits(cur, n) {
+            if !admits(cur, n) {
                 return false;
             }
             match self
@@ -286,6 +301,16 @@ mod tests {
         assert!(budget.try_reserve(100));
         assert!(budget.try_reserve(25));
         assert!(!budget.try_reserve(1), "126 > 1000 / 8");
+    }
+
+    #[test]
+    fn the_nodes_own_signals_are_admitted_up_to_the_whole_budget() {
+        let budget = MemoryBudget::new(1000, SelfMetrics::new());
+        assert!(budget.try_reserve(500));
+        budget.set_resident(5000);
+        assert!(!budget.try_reserve(10));
+        assert!(budget.try_reserve_priority(400), "900 of 1000");
+        assert!(!budget.try_reserve_priority(200), "1100 > 1000");
     }
 
     #[test]

@@ -366,7 +366,11 @@ impl Ingest {
             return Ok(rejected);
         }
         let estimate = payload.encoded_len() * IN_FLIGHT_FACTOR;
-        if !self.inner.budget.try_reserve(estimate) {
+        let reserved = match transport {
+            Transport::Internal => self.inner.budget.try_reserve_priority(estimate),
+            _ => self.inner.budget.try_reserve(estimate),
+        };
+        if !reserved {
             let err = self.overloaded(signal, transport);
             reject("overloaded", accepted, &err.to_string());
             return Err(err);
