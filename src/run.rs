@@ -111,6 +111,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let slo_task = tokio::spawn(evaluator.run(notifier, stop_rx.clone()));
     let probes_task = ebpf_probes::spawn(&ingest, &config.probes, stop_rx.clone());
+    let warm_task =
+        tokio::spawn(query::promql::warm::Warmer::new(engine.clone()).run(stop_rx.clone()));
 
     let max = config.otlp.max_request_bytes;
     tracing::info!(addr = %otlp_grpc.local_addr()?, "OTLP/gRPC receiver listening");
@@ -154,6 +156,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let _ = t.await;
         }
         let _ = slo_task.await;
+        let _ = warm_task.await;
         if let Some(t) = probes_task {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }

@@ -57,6 +57,11 @@ pub struct SelfMetrics {
     pub queries: IntCounterVec,
     /// Query latency by API.
     pub query_seconds: HistogramVec,
+    /// Stored metric files whose series labels and metric lists were read
+    /// ahead of queries.
+    pub query_files_warmed: IntCounter,
+    /// Series whose labels were read ahead of queries.
+    pub query_series_warmed: IntCounter,
     /// Remote-write samples received, accepted or refused, by outcome.
     pub remote_write_samples: IntCounterVec,
     /// SLO evaluation rounds by outcome (`success`, `error`).
@@ -247,6 +252,16 @@ impl SelfMetrics {
                 "sightline_storage_retention_deleted_files_total",
                 "Parquet files deleted by retention.",
                 &["table"],
+            ),
+            query_files_warmed: counter(
+                &r,
+                "sightline_query_warmed_files_total",
+                "Metric files whose series labels and metric lists were read ahead of queries.",
+            ),
+            query_series_warmed: counter(
+                &r,
+                "sightline_query_warmed_series_total",
+                "Series whose labels were read ahead of queries (the first query over them needs not).",
             ),
             queries: counter_vec(
                 &r,

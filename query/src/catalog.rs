@@ -9,7 +9,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use collector::Ingest;
 use collector::schema::Table;
@@ -39,8 +40,8 @@ pub const STORE_URL: &str = "sightline://store/";
 pub struct StoreTable {
     table: Table,
     ingest: Ingest,
-    /// As stored.
-    raw: SchemaRef,
+    /// As scanned: stored types, with strings as views (see [`scan_type`]).
+    scanned: SchemaRef,
     /// As queried: typed attribute values shown as text.
     shown: SchemaRef,
 }
@@ -53,31 +54,62 @@ impl fmt::Debug for StoreTable {
     }
 }
 
+/// The type a stored column is scanned as. Strings are read as views
+/// (`Utf8View`): the Parquet reader points them into each page's
+/// dictionary instead of copying every value, and grouping hashes the
+/// short inline views. A `GROUP BY service_name` over 20 M spans spent most
+/// of its time copying the same few names before this (`docs/benchmarks.md`).
+pub fn scan_type(dt: &DataType) -> DataType {
+    match dt {
+        DataType::Utf8 => DataType::Utf8View,
+        other => other.clone(),
+    }
+}
+
 impl StoreTable {
     /// The table `table` of `ingest`'s store.
     pub fn new(table: Table, ingest: Ingest) -> Self {
+        let retyped = |f: &FieldRef, to: fn(&DataType) -> DataType| {
+            f.as_ref().clone().with_data_type(to(f.data_type()))
+        };
         let raw = table.schema();
-        let fields: Vec<Field> = raw
+        let scanned: Vec<Field> = raw.fields().iter().map(|f| retyped(f, scan_type)).collect();
+        let shown: Vec<Field> = raw
             .fields()
             .iter()
-            .map(|f| {
-                f.as_ref()
-                    .clone()
-                    .with_data_type(text::text_type(f.data_type()))
-            })
+            .map(|f| retyped(f, |dt| text::text_type(&scan_type(dt))))
             .collect();
         StoreTable {
             table,
             ingest,
-            raw,
-            shown: Arc::new(Schema::new(fields)),
+            scanned: Arc::new(Schema::new(scanned)),
+            shown: Arc::new(Schema::new(shown)),
         }
+    }
+
+    /// Buffered rows with their strings as views, like scanned files.
+    fn as_scanned(&self, batches: Vec<RecordBatch>) -> DfResult<Vec<RecordBatch>> {
+        batches
+            .iter()
+            .map(|b| {
+                let columns = b
+                    .columns()
+                    .iter()
+                    .zip(self.scanned.fields())
+                    .map(|(c, f)| match c.data_type() == f.data_type() {
+                        true => Ok(c.clone()),
+                        false => arrow::compute::cast(c, f.data_type()),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(RecordBatch::try_new(self.scanned.clone(), columns)?)
+            })
+            .collect()
     }
 
     /// Whether the column at `i` is shown converted (so filters on it cannot
     /// go to the Parquet reader).
     fn converted(&self, i: usize) -> bool {
-        self.raw.field(i).data_type() != self.shown.field(i).data_type()
+        self.scanned.field(i).data_type() != self.shown.field(i).data_type()
     }
 
     fn parquet_exec(
@@ -88,7 +120,7 @@ impl StoreTable {
         filters: &[Expr],
         rows: RowFiltering,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let mut source = ParquetSource::new(self.raw.clone())
+        let mut source = ParquetSource::new(self.scanned.clone())
             .with_enable_page_index(true)
             .with_bloom_filter_on_read(true)
             .with_pushdown_filters(rows == RowFiltering::Exact);
@@ -98,7 +130,7 @@ impl StoreTable {
             .cloned()
             .collect();
         if let Some(pred) = conjunction(pushable) {
-            let df_schema = DFSchema::try_from(self.raw.as_ref().clone())?;
+            let df_schema = DFSchema::try_from(self.scanned.as_ref().clone())?;
             source = source.with_predicate(state.create_physical_expr(pred, &df_schema)?);
         }
         let groups = file_groups(files, state.config().target_partitions());
@@ -112,7 +144,7 @@ impl StoreTable {
 
     fn parquet_can_evaluate(&self, e: &Expr) -> bool {
         e.column_refs().iter().all(|c| {
-            self.raw
+            self.scanned
                 .index_of(c.name())
                 .is_ok_and(|i| !self.converted(i))
         })
@@ -127,13 +159,13 @@ impl StoreTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let indices: Vec<usize> = match projection {
             Some(p) => p.clone(),
-            None => (0..self.raw.fields().len()).collect(),
+            None => (0..self.scanned.fields().len()).collect(),
         };
         if !indices.iter().any(|i| self.converted(*i)) {
             return Ok(input);
         }
         let exprs = indices.iter().enumerate().map(|(pos, i)| {
-            let name = self.raw.field(*i).name().clone();
+            let name = self.scanned.field(*i).name().clone();
             let col = Arc::new(datafusion::physical_expr::expressions::Column::new(
                 &name, pos,
             ));
@@ -222,6 +254,20 @@ impl StoreTable {
         self.scan_rows(state, projection, filters, None, RowFiltering::Pruning)
     }
 
+    /// The rows of `files` only (no buffered rows) that `filters` select:
+    /// for work that follows the files themselves, such as reading a new
+    /// file's series labels ahead of queries.
+    pub fn scan_files(
+        &self,
+        state: &dyn Session,
+        files: Vec<Arc<DataFile>>,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let scan = self.parquet_exec(state, &files, projection, filters, RowFiltering::Exact)?;
+        self.show(Arc::new(HoldFiles::new(scan, files)), projection)
+    }
+
     fn scan_rows(
         &self,
         state: &dyn Session,
@@ -242,10 +288,13 @@ impl StoreTable {
             inputs.push(Arc::new(HoldFiles::new(scan, files)));
         }
         if !batches.is_empty() || inputs.is_empty() {
-            let mem =
-                MemorySourceConfig::try_new(&[batches], self.raw.clone(), projection.cloned())?
-                    // A limit is only safe when no filter runs above the scan.
-                    .with_limit(limit.filter(|_| filters.is_empty()));
+            let mem = MemorySourceConfig::try_new(
+                &[self.as_scanned(batches)?],
+                self.scanned.clone(),
+                projection.cloned(),
+            )?
+            // A limit is only safe when no filter runs above the scan.
+            .with_limit(limit.filter(|_| filters.is_empty()));
             inputs.push(DataSourceExec::from_data_source(mem));
         }
         let plan = UnionExec::try_new(inputs)?;

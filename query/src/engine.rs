@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use collector::Ingest;
 use collector::schema::Table;
 use datafusion::error::DataFusionError;
@@ -150,7 +150,7 @@ impl QueryEngine {
         &self,
         df: DataFrame,
     ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
-        let schema = Arc::new(df.schema().as_arrow().clone());
+        let schema = plain_schema(df.schema().as_arrow());
         let max = self.config.max_rows;
         let run = async {
             let mut stream = df.execute_stream().await?;
@@ -161,7 +161,7 @@ impl QueryEngine {
                 if rows > max {
                     return Err(QueryError::TooManyRows(max));
                 }
-                out.push(batch);
+                out.push(plain_strings(&batch, &schema)?);
             }
             Ok::<_, QueryError>(out)
         };
@@ -178,8 +178,9 @@ impl QueryEngine {
     ) -> Result<(), QueryError> {
         self.with_timeout(async {
             let mut stream = df.execute_stream().await?;
+            let schema = plain_schema(&stream.schema());
             while let Some(batch) = stream.try_next().await? {
-                f(&batch)?;
+                f(&plain_strings(&batch, &schema)?)?;
             }
             Ok(())
         })
@@ -196,23 +197,63 @@ impl QueryEngine {
         filters: &[datafusion::prelude::Expr],
         mut f: impl FnMut(&RecordBatch) -> Result<(), QueryError>,
     ) -> Result<(), QueryError> {
+        let (provider, projection) = self.store_table(table, columns).await?;
+        let store = provider.downcast_ref::<StoreTable>().expect("checked");
+        let state = self.context().state();
+        let plan = store.scan_pruned(&state, Some(&projection), filters)?;
+        self.drain_plan(plan, &mut f).await
+    }
+
+    /// Calls `f` with each batch of `columns` of the rows of `files` (of
+    /// `table`) that pass `filters`.
+    pub async fn for_each_file_batch(
+        &self,
+        table: Table,
+        files: Vec<Arc<collector::storage::DataFile>>,
+        columns: &[&str],
+        filters: &[datafusion::prelude::Expr],
+        mut f: impl FnMut(&RecordBatch) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        let (provider, projection) = self.store_table(table, columns).await?;
+        let store = provider.downcast_ref::<StoreTable>().expect("checked");
+        let state = self.context().state();
+        let plan = store.scan_files(&state, files, Some(&projection), filters)?;
+        self.drain_plan(plan, &mut f).await
+    }
+
+    /// The store table behind `table` and the indices of `columns` in it.
+    async fn store_table(
+        &self,
+        table: Table,
+        columns: &[&str],
+    ) -> Result<(Arc<dyn datafusion::catalog::TableProvider>, Vec<usize>), QueryError> {
         let provider = self.context().table_provider(table.name()).await?;
-        let store = provider
-            .downcast_ref::<StoreTable>()
-            .ok_or_else(|| QueryError::Execution(format!("{table} is not a store table")))?;
+        if provider.downcast_ref::<StoreTable>().is_none() {
+            return Err(QueryError::Execution(format!(
+                "{table} is not a store table"
+            )));
+        }
         let schema = provider.schema();
         let projection = columns
             .iter()
             .map(|c| schema.index_of(c))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| QueryError::Execution(e.to_string()))?;
-        let state = self.context().state();
-        let plan = store.scan_pruned(&state, Some(&projection), filters)?;
+        Ok((provider, projection))
+    }
+
+    /// Runs `plan` under the query timeout, handing each batch to `f`.
+    async fn drain_plan(
+        &self,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        f: &mut impl FnMut(&RecordBatch) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
         self.with_timeout(async {
             let mut stream =
                 datafusion::physical_plan::execute_stream(plan, self.context().task_ctx())?;
+            let schema = plain_schema(&stream.schema());
             while let Some(batch) = stream.try_next().await? {
-                f(&batch)?;
+                f(&plain_strings(&batch, &schema)?)?;
             }
             Ok(())
         })
@@ -229,6 +270,40 @@ impl QueryEngine {
             Err(_) => Err(QueryError::Timeout(self.config.timeout)),
         }
     }
+}
+
+/// `schema` with string views as plain strings.
+fn plain_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8View => f.as_ref().clone().with_data_type(DataType::Utf8),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// `b` in `plain` (its schema from [`plain_schema`]): tables scan strings
+/// as views (`catalog::scan_type`), while results and the readers built on
+/// the engine (PromQL, profiles, SLOs) take plain strings.
+fn plain_strings(b: &RecordBatch, plain: &SchemaRef) -> Result<RecordBatch, QueryError> {
+    if b.schema().fields() == plain.fields() {
+        return Ok(b.clone());
+    }
+    let columns = b
+        .columns()
+        .iter()
+        .zip(plain.fields())
+        .map(|(c, f)| match c.data_type() == f.data_type() {
+            true => Ok(c.clone()),
+            false => arrow::compute::cast(c, f.data_type()),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|c| RecordBatch::try_new(plain.clone(), c))
+        .map_err(|e| QueryError::Execution(e.to_string()))?;
+    Ok(columns)
 }
 
 impl From<DataFusionError> for QueryError {

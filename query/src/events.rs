@@ -38,3 +38,43 @@ impl QueryFinished<'_> {
         }
     }
 }
+
+/// New metric files' labels and metric lists were read ahead of queries.
+pub struct FilesWarmed {
+    /// Files read.
+    pub files: usize,
+    /// Series whose labels were new to the label cache.
+    pub series: usize,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl FilesWarmed {
+    /// Logs the event and updates the self-metrics.
+    pub fn emit(&self, metrics: &SelfMetrics) {
+        metrics.query_files_warmed.inc_by(self.files as u64);
+        metrics.query_series_warmed.inc_by(self.series as u64);
+        tracing::debug!(
+            files = self.files,
+            series = self.series,
+            elapsed = ?self.elapsed,
+            "read new files' series labels ahead of queries"
+        );
+    }
+}
+
+/// Reading a file's labels ahead of queries failed; queries read them
+/// when they need them.
+pub struct WarmFailed<'a> {
+    /// The file.
+    pub file: &'a str,
+    /// Why.
+    pub error: &'a QueryError,
+}
+
+impl WarmFailed<'_> {
+    /// Logs the event.
+    pub fn emit(&self) {
+        tracing::warn!(file = self.file, error = %self.error, "cannot read a file's series labels ahead of queries");
+    }
+}

@@ -14,6 +14,7 @@ use collector::self_metrics::SelfMetrics;
 use collector::storage::layout::{Partition, file_name};
 use collector::{CollectorConfig, Ingest};
 use query::promql::value::{Series, Value};
+use query::promql::warm::{Warmed, Warmer};
 use query::{QueryConfig, QueryEngine};
 
 fn config(dir: &Path) -> CollectorConfig {
@@ -98,6 +99,44 @@ async fn a_series_whose_first_row_is_before_the_range_keeps_its_labels() {
         vec![(r#"{__name__="up", job="j", k="b"}"#.to_string(), 59.0)]
     );
     assert!(vector(&engine, r#"up{k="c"}"#, at).await.is_empty());
+}
+
+#[tokio::test]
+async fn labels_of_new_files_are_read_ahead_of_the_first_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(config(dir.path()), SelfMetrics::new())
+        .await
+        .unwrap();
+    let engine = QueryEngine::new(ingest.clone(), QueryConfig::default()).unwrap();
+    let t0 = hour_ago();
+    for k in ["a", "b", "c"] {
+        ingest
+            .export(Transport::RemoteWrite, samples(0, 60, t0, k), None)
+            .await
+            .unwrap();
+    }
+    let mut warmer = Warmer::new(engine.clone());
+    // Buffered rows are not files: nothing to read yet.
+    assert_eq!(warmer.warm_new_files().await, Warmed::default());
+    ingest.flush(true).await;
+    let warmed = warmer.warm_new_files().await;
+    assert_eq!((warmed.files, warmed.series), (1, 3));
+    assert_eq!(engine.label_cache().len(), 3);
+    assert_eq!(ingest.metrics().query_series_warmed.get(), 3);
+    // Each file is read once.
+    assert_eq!(warmer.warm_new_files().await, Warmed::default());
+    // The query finds every label in the cache, and gives what an engine
+    // reading the labels itself gives.
+    let cold = QueryEngine::new(ingest.clone(), QueryConfig::default()).unwrap();
+    let at = t0 + 590_000;
+    let q = r#"last_over_time(up{k=~"a|c"}[1m])"#;
+    let expected = vec![
+        (r#"{__name__="up", job="j", k="a"}"#.to_string(), 59.0),
+        (r#"{__name__="up", job="j", k="c"}"#.to_string(), 59.0),
+    ];
+    assert_eq!(vector(&engine, q, at).await, expected);
+    assert_eq!(vector(&cold, q, at).await, expected);
+    assert_eq!(engine.label_cache().len(), 3);
 }
 
 #[tokio::test]

@@ -7,10 +7,14 @@
 //! reads the label columns only for the ids it does not hold (a dashboard
 //! refreshing the same panels reads them once).
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::UInt64Type;
+
 use super::eval::FastMap;
-use super::rows::BasePairs;
+use super::rows::{BasePairs, LabelColumns, SERIES_ID};
 
 /// Ids remembered before the cache starts over (at ~0.5 KiB of labels
 /// each, about 50 MiB).
@@ -50,6 +54,26 @@ impl LabelCache {
         }
     }
 
+    /// Remembers the labels of the ids in `b` (label columns and
+    /// `series_id`) the cache does not hold yet; returns how many.
+    pub fn learn(&self, b: &RecordBatch) -> usize {
+        let learned = labels_in(b, |id| {
+            self.map
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&id)
+        });
+        self.remember(learned.iter().map(|(id, l)| (id, l)));
+        learned.len()
+    }
+
+    /// Whether reading labels ahead of queries may add more: warming stops
+    /// at three quarters of the bound so it never makes the cache start
+    /// over under the queries it is meant to serve.
+    pub fn has_room_to_warm(&self) -> bool {
+        self.len() < MAX_CACHED_SERIES / 4 * 3
+    }
+
     /// Series ids held.
     pub fn len(&self) -> usize {
         self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -59,4 +83,25 @@ impl LabelCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The base labels of the series ids in a batch of label columns and
+/// `series_id`, once per id, leaving out ids for which `known` is true.
+pub fn labels_in(
+    b: &RecordBatch,
+    mut known: impl FnMut(u64) -> bool,
+) -> Vec<(u64, Arc<BasePairs>)> {
+    let (Some(columns), Some(ids)) = (
+        LabelColumns::of(b),
+        b.column_by_name(SERIES_ID)
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+    ) else {
+        return Vec::new();
+    };
+    let mut seen = HashSet::new();
+    (0..b.num_rows())
+        .filter(|&i| ids.is_valid(i))
+        .filter(|&i| seen.insert(ids.value(i)) && !known(ids.value(i)))
+        .map(|i| (ids.value(i), Arc::new(columns.pairs(i))))
+        .collect()
 }

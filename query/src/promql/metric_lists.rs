@@ -83,7 +83,8 @@ impl MetricLists {
         Ok(out)
     }
 
-    async fn of_file(
+    /// The metrics file `f` holds, read on first use.
+    pub async fn of_file(
         &self,
         engine: &QueryEngine,
         f: &DataFile,

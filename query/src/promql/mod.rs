@@ -20,6 +20,7 @@ mod rows;
 pub mod select;
 pub mod target_info;
 pub mod value;
+pub mod warm;
 
 use std::collections::HashMap;
 use std::sync::Arc;

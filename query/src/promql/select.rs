@@ -19,11 +19,11 @@ use datafusion::prelude::{Expr, col, lit};
 use promql_parser::label::{MatchOp, Matcher, Matchers};
 
 use super::eval::FastMap;
-use super::label_cache::LabelCache;
+use super::label_cache::{self, LabelCache};
 use super::names::{self, Kind};
 use super::rows::{
-    BasePairs, Fingerprint, Identity, LABEL_COLUMNS, LabelColumns, RowCtx, Rows, SERIES_FIRST,
-    SERIES_ID, labels_of,
+    BasePairs, Fingerprint, Identity, LABEL_COLUMNS, RowCtx, Rows, SERIES_FIRST, SERIES_ID,
+    labels_of,
 };
 use super::value::{Labels, NAME, Series};
 use crate::engine::QueryEngine;
@@ -693,21 +693,9 @@ impl<'a> SeriesBuilder<'a> {
     /// Records the base labels of the ids in a batch of label columns, here
     /// and in `cache`.
     fn learn(&mut self, b: &RecordBatch, cache: &LabelCache) {
-        let (Some(columns), Some(ids)) = (
-            LabelColumns::of(b),
-            b.column_by_name(SERIES_ID)
-                .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
-        ) else {
-            return;
-        };
-        let mut learned = Vec::new();
-        for i in 0..b.num_rows() {
-            let id = ids.value(i);
-            if ids.is_valid(i) && !self.bases.contains_key(&id) {
-                let labels = Arc::new(columns.pairs(i));
-                self.bases.insert(id, labels.clone());
-                learned.push((id, labels));
-            }
+        let learned = label_cache::labels_in(b, |id| self.bases.contains_key(&id));
+        for (id, labels) in &learned {
+            self.bases.insert(*id, labels.clone());
         }
         cache.remember(learned.iter().map(|(id, l)| (id, l)));
     }
