@@ -9,7 +9,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{RecordBatch, RecordBatchOptions};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use collector::Ingest;
@@ -87,23 +87,38 @@ impl StoreTable {
         }
     }
 
-    /// Buffered rows with their strings as views, like scanned files.
-    fn as_scanned(&self, batches: Vec<RecordBatch>) -> DfResult<Vec<RecordBatch>> {
-        batches
+    /// The `projection` of buffered rows, strings as views like scanned
+    /// files (only the projected columns are converted), and its schema.
+    fn as_scanned(
+        &self,
+        batches: Vec<RecordBatch>,
+        projection: Option<&Vec<usize>>,
+    ) -> DfResult<(Vec<RecordBatch>, SchemaRef)> {
+        let indices: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.scanned.fields().len()).collect(),
+        };
+        let schema = Arc::new(self.scanned.project(&indices)?);
+        let batches = batches
             .iter()
             .map(|b| {
-                let columns = b
-                    .columns()
+                let columns = indices
                     .iter()
-                    .zip(self.scanned.fields())
-                    .map(|(c, f)| match c.data_type() == f.data_type() {
-                        true => Ok(c.clone()),
-                        false => arrow::compute::cast(c, f.data_type()),
+                    .zip(schema.fields())
+                    .map(|(i, f)| match b.column(*i).data_type() == f.data_type() {
+                        true => Ok(b.column(*i).clone()),
+                        false => arrow::compute::cast(b.column(*i), f.data_type()),
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(RecordBatch::try_new(self.scanned.clone(), columns)?)
+                let rows = RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
+                Ok(RecordBatch::try_new_with_options(
+                    schema.clone(),
+                    columns,
+                    &rows,
+                )?)
             })
-            .collect()
+            .collect::<DfResult<Vec<_>>>()?;
+        Ok((batches, schema))
     }
 
     /// Whether the column at `i` is shown converted (so filters on it cannot
@@ -318,13 +333,10 @@ impl StoreTable {
             inputs.push(Arc::new(HoldFiles::new(scan, files)));
         }
         if !batches.is_empty() || inputs.is_empty() {
-            let mem = MemorySourceConfig::try_new(
-                &[self.as_scanned(batches)?],
-                self.scanned.clone(),
-                projection.cloned(),
-            )?
-            // A limit is only safe when no filter runs above the scan.
-            .with_limit(limit.filter(|_| filters.is_empty()));
+            let (batches, schema) = self.as_scanned(batches, projection)?;
+            let mem = MemorySourceConfig::try_new(&[batches], schema, None)?
+                // A limit is only safe when no filter runs above the scan.
+                .with_limit(limit.filter(|_| filters.is_empty()));
             inputs.push(DataSourceExec::from_data_source(mem));
         }
         let plan = UnionExec::try_new(inputs)?;
@@ -430,7 +442,9 @@ mod tests {
         assert!(is_selective(&col("trace_id").eq(lit("ab"))));
         assert!(is_selective(&lit(1).eq(col("status_code"))));
         assert!(is_selective(
-            &col("time").gt(lit(5)).and(col("metric_name").in_list(vec![lit("up")], false))
+            &col("time")
+                .gt(lit(5))
+                .and(col("metric_name").in_list(vec![lit("up")], false))
         ));
         assert!(!is_selective(&col("http_route").is_not_null()));
         assert!(!is_selective(&col("time").gt(lit(5))));
