@@ -9,10 +9,11 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use collector::Ingest;
 use collector::schema::Table;
 use datafusion::error::DataFusionError;
-use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::optimizer::Analyzer;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
@@ -197,10 +198,11 @@ impl QueryEngine {
         filters: &[datafusion::prelude::Expr],
         mut f: impl FnMut(&RecordBatch) -> Result<(), QueryError>,
     ) -> Result<(), QueryError> {
-        let (provider, projection) = self.store_table(table, columns).await?;
-        let store = provider.downcast_ref::<StoreTable>().expect("checked");
-        let state = self.context().state();
-        let plan = store.scan_pruned(&state, Some(&projection), filters)?;
+        let plan = self
+            .plan_store(table, columns, |s, state, p| {
+                s.scan_pruned(state, Some(p), filters)
+            })
+            .await?;
         self.drain_plan(plan, &mut f).await
     }
 
@@ -214,38 +216,43 @@ impl QueryEngine {
         filters: &[datafusion::prelude::Expr],
         mut f: impl FnMut(&RecordBatch) -> Result<(), QueryError>,
     ) -> Result<(), QueryError> {
-        let (provider, projection) = self.store_table(table, columns).await?;
-        let store = provider.downcast_ref::<StoreTable>().expect("checked");
-        let state = self.context().state();
-        let plan = store.scan_files(&state, files, Some(&projection), filters)?;
+        let plan = self
+            .plan_store(table, columns, |s, state, p| {
+                s.scan_files(state, files, Some(p), filters)
+            })
+            .await?;
         self.drain_plan(plan, &mut f).await
     }
 
-    /// The store table behind `table` and the indices of `columns` in it.
-    async fn store_table(
+    /// The plan `build` makes from the store table behind `table` and the
+    /// indices of `columns` in it.
+    async fn plan_store(
         &self,
         table: Table,
         columns: &[&str],
-    ) -> Result<(Arc<dyn datafusion::catalog::TableProvider>, Vec<usize>), QueryError> {
+        build: impl FnOnce(
+            &StoreTable,
+            &SessionState,
+            &Vec<usize>,
+        ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>, QueryError> {
         let provider = self.context().table_provider(table.name()).await?;
-        if provider.downcast_ref::<StoreTable>().is_none() {
-            return Err(QueryError::Execution(format!(
-                "{table} is not a store table"
-            )));
-        }
+        let store = provider
+            .downcast_ref::<StoreTable>()
+            .ok_or_else(|| QueryError::Execution(format!("{table} is not a store table")))?;
         let schema = provider.schema();
         let projection = columns
             .iter()
             .map(|c| schema.index_of(c))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| QueryError::Execution(e.to_string()))?;
-        Ok((provider, projection))
+        Ok(build(store, &self.context().state(), &projection)?)
     }
 
     /// Runs `plan` under the query timeout, handing each batch to `f`.
     async fn drain_plan(
         &self,
-        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        plan: Arc<dyn ExecutionPlan>,
         f: &mut impl FnMut(&RecordBatch) -> Result<(), QueryError>,
     ) -> Result<(), QueryError> {
         self.with_timeout(async {

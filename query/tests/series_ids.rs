@@ -61,20 +61,27 @@ async fn vector(engine: &QueryEngine, q: &str, t: i64) -> Vec<(String, f64)> {
     got
 }
 
-#[tokio::test]
-async fn a_series_whose_first_row_is_before_the_range_keeps_its_labels() {
-    let dir = tempfile::tempdir().unwrap();
-    let ingest = Ingest::start(config(dir.path()), SelfMetrics::new())
+/// An ingest over `dir` holding an hour-old `up{k=…}` series for each of
+/// `keys` (buffered), an engine over it, and the series' start (ms).
+async fn with_series(dir: &Path, keys: &[&str]) -> (Ingest, QueryEngine, i64) {
+    let ingest = Ingest::start(config(dir), SelfMetrics::new())
         .await
         .unwrap();
     let engine = QueryEngine::new(ingest.clone(), QueryConfig::default()).unwrap();
     let t0 = hour_ago();
-    for k in ["a", "b"] {
+    for k in keys {
         ingest
             .export(Transport::RemoteWrite, samples(0, 60, t0, k), None)
             .await
             .unwrap();
     }
+    (ingest, engine, t0)
+}
+
+#[tokio::test]
+async fn a_series_whose_first_row_is_before_the_range_keeps_its_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ingest, engine, t0) = with_series(dir.path(), &["a", "b"]).await;
     // Into Parquet, where only each series' first row (at t0) is flagged.
     ingest.shutdown().await;
     // The last minute of ten (both ends in, as in Prometheus 2): the
@@ -104,17 +111,7 @@ async fn a_series_whose_first_row_is_before_the_range_keeps_its_labels() {
 #[tokio::test]
 async fn labels_of_new_files_are_read_ahead_of_the_first_query() {
     let dir = tempfile::tempdir().unwrap();
-    let ingest = Ingest::start(config(dir.path()), SelfMetrics::new())
-        .await
-        .unwrap();
-    let engine = QueryEngine::new(ingest.clone(), QueryConfig::default()).unwrap();
-    let t0 = hour_ago();
-    for k in ["a", "b", "c"] {
-        ingest
-            .export(Transport::RemoteWrite, samples(0, 60, t0, k), None)
-            .await
-            .unwrap();
-    }
+    let (ingest, engine, t0) = with_series(dir.path(), &["a", "b", "c"]).await;
     let mut warmer = Warmer::new(engine.clone());
     // Buffered rows are not files: nothing to read yet.
     assert_eq!(warmer.warm_new_files().await, Warmed::default());
