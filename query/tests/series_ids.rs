@@ -115,7 +115,8 @@ async fn labels_of_new_files_are_read_ahead_of_the_first_query() {
     let mut warmer = Warmer::new(engine.clone());
     // Buffered rows are not files: nothing to read yet.
     assert_eq!(warmer.warm_new_files().await, Warmed::default());
-    ingest.flush(true).await;
+    // Waits for the acknowledged rows to be converted, then flushes them.
+    ingest.shutdown().await;
     let warmed = warmer.warm_new_files().await;
     assert_eq!((warmed.files, warmed.series), (1, 3));
     assert_eq!(engine.label_cache().len(), 3);
