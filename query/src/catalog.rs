@@ -9,7 +9,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use collector::Ingest;
@@ -31,7 +31,7 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 
 use crate::hold::HoldFiles;
-use crate::text;
+use crate::{text, views};
 
 /// The URL the store is registered under in DataFusion's runtime.
 pub const STORE_URL: &str = "sightline://store/";
@@ -40,7 +40,7 @@ pub const STORE_URL: &str = "sightline://store/";
 pub struct StoreTable {
     table: Table,
     ingest: Ingest,
-    /// As scanned: stored types, with strings as views (see [`scan_type`]).
+    /// As scanned: stored types, with strings as views ([`views::scan_type`]).
     scanned: SchemaRef,
     /// As queried: typed attribute values shown as text.
     shown: SchemaRef,
@@ -54,18 +54,6 @@ impl fmt::Debug for StoreTable {
     }
 }
 
-/// The type a stored column is scanned as. Strings are read as views
-/// (`Utf8View`): the Parquet reader points them into each page's
-/// dictionary instead of copying every value, and grouping hashes the
-/// short inline views. A `GROUP BY service_name` over 20 M spans spent most
-/// of its time copying the same few names before this (`docs/benchmarks.md`).
-pub fn scan_type(dt: &DataType) -> DataType {
-    match dt {
-        DataType::Utf8 => DataType::Utf8View,
-        other => other.clone(),
-    }
-}
-
 impl StoreTable {
     /// The table `table` of `ingest`'s store.
     pub fn new(table: Table, ingest: Ingest) -> Self {
@@ -73,11 +61,15 @@ impl StoreTable {
             f.as_ref().clone().with_data_type(to(f.data_type()))
         };
         let raw = table.schema();
-        let scanned: Vec<Field> = raw.fields().iter().map(|f| retyped(f, scan_type)).collect();
+        let scanned: Vec<Field> = raw
+            .fields()
+            .iter()
+            .map(|f| retyped(f, views::scan_type))
+            .collect();
         let shown: Vec<Field> = raw
             .fields()
             .iter()
-            .map(|f| retyped(f, |dt| text::text_type(&scan_type(dt))))
+            .map(|f| retyped(f, |dt| text::text_type(&views::scan_type(dt))))
             .collect();
         StoreTable {
             table,
@@ -102,22 +94,10 @@ impl StoreTable {
         let batches = batches
             .iter()
             .map(|b| {
-                let columns = indices
-                    .iter()
-                    .zip(schema.fields())
-                    .map(|(i, f)| match b.column(*i).data_type() == f.data_type() {
-                        true => Ok(b.column(*i).clone()),
-                        false => arrow::compute::cast(b.column(*i), f.data_type()),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                let rows = RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
-                Ok(RecordBatch::try_new_with_options(
-                    schema.clone(),
-                    columns,
-                    &rows,
-                )?)
+                let columns = indices.iter().map(|i| b.column(*i));
+                views::conform(columns, &schema, b.num_rows())
             })
-            .collect::<DfResult<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((batches, schema))
     }
 

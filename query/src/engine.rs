@@ -5,16 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use collector::Ingest;
 use collector::schema::Table;
+use collector::storage::DataFile;
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::optimizer::Analyzer;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, Expr, SQLOptions, SessionConfig, SessionContext};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,7 @@ use crate::error::QueryError;
 use crate::hex_ids::HexIdLiterals;
 use crate::promql::label_cache::LabelCache;
 use crate::promql::metric_lists::MetricLists;
+use crate::views;
 
 /// Limits and defaults of the query layer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,6 +60,16 @@ impl Default for QueryConfig {
             lookback_delta: Duration::from_secs(300),
         }
     }
+}
+
+/// What [`QueryEngine::for_each_store_batch`] reads of a table.
+pub enum StoreScan<'a> {
+    /// Buffered rows and files, from the partitions, row groups and pages
+    /// the filters do not rule out, without filtering rows (see
+    /// [`StoreTable::scan_pruned`]): the caller checks them.
+    Pruned(&'a [Expr]),
+    /// The rows of these files only that pass the filters.
+    Files(Vec<Arc<DataFile>>, &'a [Expr]),
 }
 
 /// Runs queries against the store of one [`Ingest`].
@@ -151,7 +163,7 @@ impl QueryEngine {
         &self,
         df: DataFrame,
     ) -> Result<(SchemaRef, Vec<RecordBatch>), QueryError> {
-        let schema = plain_schema(df.schema().as_arrow());
+        let schema = views::plain_schema(df.schema().as_arrow());
         let max = self.config.max_rows;
         let run = async {
             let mut stream = df.execute_stream().await?;
@@ -179,7 +191,7 @@ impl QueryEngine {
     ) -> Result<(), QueryError> {
         self.with_timeout(async {
             let mut stream = df.execute_stream().await?;
-            let schema = plain_schema(&stream.schema());
+            let schema = views::plain_schema(&stream.schema());
             while let Some(batch) = stream.try_next().await? {
                 f(&plain_strings(&batch, &schema)?)?;
             }
@@ -188,54 +200,15 @@ impl QueryEngine {
         .await
     }
 
-    /// Calls `f` with each batch of `columns` of `table` from the
-    /// partitions, row groups and pages `filters` do not rule out, without
-    /// filtering rows (see [`StoreTable::scan_pruned`]): `f` checks them.
-    pub async fn for_each_pruned_batch(
+    /// Calls `f` with each batch of `columns` of `table` that `scan` reads,
+    /// the whole scan under the query timeout.
+    pub async fn for_each_store_batch(
         &self,
         table: Table,
         columns: &[&str],
-        filters: &[datafusion::prelude::Expr],
+        scan: StoreScan<'_>,
         mut f: impl FnMut(&RecordBatch) -> Result<(), QueryError>,
     ) -> Result<(), QueryError> {
-        let plan = self
-            .plan_store(table, columns, |s, state, p| {
-                s.scan_pruned(state, Some(p), filters)
-            })
-            .await?;
-        self.drain_plan(plan, &mut f).await
-    }
-
-    /// Calls `f` with each batch of `columns` of the rows of `files` (of
-    /// `table`) that pass `filters`.
-    pub async fn for_each_file_batch(
-        &self,
-        table: Table,
-        files: Vec<Arc<collector::storage::DataFile>>,
-        columns: &[&str],
-        filters: &[datafusion::prelude::Expr],
-        mut f: impl FnMut(&RecordBatch) -> Result<(), QueryError>,
-    ) -> Result<(), QueryError> {
-        let plan = self
-            .plan_store(table, columns, |s, state, p| {
-                s.scan_files(state, files, Some(p), filters)
-            })
-            .await?;
-        self.drain_plan(plan, &mut f).await
-    }
-
-    /// The plan `build` makes from the store table behind `table` and the
-    /// indices of `columns` in it.
-    async fn plan_store(
-        &self,
-        table: Table,
-        columns: &[&str],
-        build: impl FnOnce(
-            &StoreTable,
-            &SessionState,
-            &Vec<usize>,
-        ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>, QueryError> {
         let provider = self.context().table_provider(table.name()).await?;
         let store = provider
             .downcast_ref::<StoreTable>()
@@ -246,7 +219,14 @@ impl QueryEngine {
             .map(|c| schema.index_of(c))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| QueryError::Execution(e.to_string()))?;
-        Ok(build(store, &self.context().state(), &projection)?)
+        let state = self.context().state();
+        let plan = match scan {
+            StoreScan::Pruned(filters) => store.scan_pruned(&state, Some(&projection), filters)?,
+            StoreScan::Files(files, filters) => {
+                store.scan_files(&state, files, Some(&projection), filters)?
+            }
+        };
+        self.drain_plan(plan, &mut f).await
     }
 
     /// Runs `plan` under the query timeout, handing each batch to `f`.
@@ -258,7 +238,7 @@ impl QueryEngine {
         self.with_timeout(async {
             let mut stream =
                 datafusion::physical_plan::execute_stream(plan, self.context().task_ctx())?;
-            let schema = plain_schema(&stream.schema());
+            let schema = views::plain_schema(&stream.schema());
             while let Some(batch) = stream.try_next().await? {
                 f(&plain_strings(&batch, &schema)?)?;
             }
@@ -279,38 +259,13 @@ impl QueryEngine {
     }
 }
 
-/// `schema` with string views as plain strings.
-fn plain_schema(schema: &Schema) -> SchemaRef {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Utf8View => f.as_ref().clone().with_data_type(DataType::Utf8),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
-}
-
-/// `b` in `plain` (its schema from [`plain_schema`]): tables scan strings
-/// as views (`catalog::scan_type`), while results and the readers built on
-/// the engine (PromQL, profiles, SLOs) take plain strings.
+/// `b` in `plain` (its schema from [`views::plain_schema`]).
 fn plain_strings(b: &RecordBatch, plain: &SchemaRef) -> Result<RecordBatch, QueryError> {
     if b.schema().fields() == plain.fields() {
         return Ok(b.clone());
     }
-    let columns = b
-        .columns()
-        .iter()
-        .zip(plain.fields())
-        .map(|(c, f)| match c.data_type() == f.data_type() {
-            true => Ok(c.clone()),
-            false => arrow::compute::cast(c, f.data_type()),
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .and_then(|c| RecordBatch::try_new(plain.clone(), c))
-        .map_err(|e| QueryError::Execution(e.to_string()))?;
-    Ok(columns)
+    views::conform(b.columns(), plain, b.num_rows())
+        .map_err(|e| QueryError::Execution(e.to_string()))
 }
 
 impl From<DataFusionError> for QueryError {

@@ -24,6 +24,7 @@ pub mod prometheus;
 pub mod promql;
 pub mod sql;
 pub mod text;
+pub mod views;
 
 pub use engine::{QueryConfig, QueryEngine};
 pub use error::QueryError;

@@ -45,25 +45,18 @@ impl LabelCache {
     pub fn remember<'a>(&self, entries: impl Iterator<Item = (&'a u64, &'a Arc<BasePairs>)>) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         for (id, labels) in entries {
-            if map.len() >= MAX_CACHED_SERIES && !map.contains_key(id) {
-                // Simplest bound: start over. Working sets above it read
-                // labels from storage as if there were no cache.
-                map.clear();
-            }
-            map.entry(*id).or_insert_with(|| labels.clone());
+            insert_bounded(&mut map, *id, labels);
         }
     }
 
     /// Remembers the labels of the ids in `b` (label columns and
     /// `series_id`) the cache does not hold yet; returns how many.
     pub fn learn(&self, b: &RecordBatch) -> usize {
-        let learned = labels_in(b, |id| {
-            self.map
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains_key(&id)
-        });
-        self.remember(learned.iter().map(|(id, l)| (id, l)));
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let learned = labels_in(b, |id| map.contains_key(&id));
+        for (id, labels) in &learned {
+            insert_bounded(&mut map, *id, labels);
+        }
         learned.len()
     }
 
@@ -83,6 +76,15 @@ impl LabelCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+fn insert_bounded(map: &mut FastMap<u64, Arc<BasePairs>>, id: u64, labels: &Arc<BasePairs>) {
+    if map.len() >= MAX_CACHED_SERIES && !map.contains_key(&id) {
+        // Simplest bound: start over. Working sets above it read labels
+        // from storage as if there were no cache.
+        map.clear();
+    }
+    map.entry(id).or_insert_with(|| labels.clone());
 }
 
 /// The base labels of the series ids in a batch of label columns and

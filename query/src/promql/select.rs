@@ -26,7 +26,7 @@ use super::rows::{
     labels_of,
 };
 use super::value::{Labels, NAME, Series};
-use crate::engine::QueryEngine;
+use crate::engine::{QueryEngine, StoreScan};
 use crate::error::QueryError;
 
 /// The metric tables, in the order they are searched.
@@ -275,9 +275,12 @@ async fn scan(
             // would decode `time` and `metric_name` a second time, and
             // `add_batch` checks both anyway.
             engine
-                .for_each_pruned_batch(table, &columns, &[filter.clone()], |batch| {
-                    builder.add_batch(table, &metrics, batch)
-                })
+                .for_each_store_batch(
+                    table,
+                    &columns,
+                    StoreScan::Pruned(&[filter.clone()]),
+                    |batch| builder.add_batch(table, &metrics, batch),
+                )
                 .await?;
         } else {
             scan_rows(engine, table, &metrics, filter.clone(), &columns, builder).await?;

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use super::rows::{LABEL_COLUMNS, SERIES_FIRST, SERIES_ID};
 use super::select::METRIC_TABLES;
-use crate::engine::QueryEngine;
+use crate::engine::{QueryEngine, StoreScan};
 use crate::error::QueryError;
 use crate::events::{FilesWarmed, WarmFailed};
 
@@ -115,10 +115,15 @@ impl Warmer {
         let firsts = col(SERIES_FIRST).eq(lit(true));
         let mut series = 0;
         engine
-            .for_each_file_batch(table, vec![f], &columns, &[firsts], |batch| {
-                series += cache.learn(batch);
-                Ok(())
-            })
+            .for_each_store_batch(
+                table,
+                &columns,
+                StoreScan::Files(vec![f], &[firsts]),
+                |batch| {
+                    series += cache.learn(batch);
+                    Ok(())
+                },
+            )
             .await?;
         Ok(series)
     }
