@@ -21,6 +21,7 @@ use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -128,7 +129,16 @@ impl StoreTable {
         let row_filter = rows == RowFiltering::Exact && pushable.iter().any(is_selective);
         // Without a predicate the page index prunes nothing, and loading it
         // for every column was most of opening a file.
+        // Footers (and page indexes once read) are cached in the runtime,
+        // as DataFusion's own listing tables do: files never change.
+        let runtime = state.runtime_env();
+        let store = runtime.object_store(ObjectStoreUrl::parse(STORE_URL)?)?;
+        let readers = CachedParquetFileReaderFactory::new(
+            store,
+            runtime.cache_manager.get_file_metadata_cache(),
+        );
         let mut source = ParquetSource::new(self.scanned.clone())
+            .with_parquet_file_reader_factory(Arc::new(readers))
             .with_enable_page_index(!pushable.is_empty())
             .with_bloom_filter_on_read(true)
             .with_pushdown_filters(row_filter);
