@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ebpf_probes::profile::Profiler;
+use ebpf_probes::profile::{Profiler, Sample};
 
 fn build_workload(dir: &std::path::Path) -> std::path::PathBuf {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workload/hot.rs");
@@ -71,18 +71,30 @@ fn known_hot_functions_dominate_like_in_perf() {
     assert!(samples.iter().all(|s| s.tgid == pid && s.comm == "hot"));
     assert_eq!(stats.without_frame_pointers, 0);
     let ours = in_hot as f64 / total as f64;
-    // Root to leaf: main comes before the hot function.
-    let s = samples
+    // Root to leaf: main comes before the hot function. Not in every
+    // sample: one taken in a function's prologue, before it has pushed its
+    // frame pointer, unwinds past its caller (perf's frame-pointer stacks
+    // do the same), so a single sample can lack `main` — CI once picked
+    // such a sample. Nearly all must have it.
+    let rooted = |s: &Sample| {
+        let main = s.frames.iter().position(|f| f == "hot::main");
+        let leaf = s.frames.iter().position(|f| hot(f));
+        matches!((main, leaf), (Some(m), Some(l)) if m < l)
+    };
+    let hot_samples: Vec<&Sample> = samples
         .iter()
-        .find(|s| s.frames.iter().any(|f| hot(f)))
-        .unwrap();
-    let main = s
-        .frames
+        .filter(|s| s.frames.iter().any(|f| hot(f)))
+        .collect();
+    let in_order: u64 = hot_samples
         .iter()
-        .position(|f| f == "hot::main")
-        .expect("main in the stack");
-    let leaf = s.frames.iter().position(|f| hot(f)).unwrap();
-    assert!(main < leaf, "{:?}", s.frames);
+        .filter(|s| rooted(s))
+        .map(|s| s.count)
+        .sum();
+    assert!(
+        in_order as f64 >= 0.9 * in_hot as f64,
+        "{in_order} of {in_hot} hot samples have main before the hot function; e.g. {:?}",
+        hot_samples.iter().find(|s| !rooted(s)).map(|s| &s.frames)
+    );
 
     let script = Command::new("perf")
         .args(["script", "-i"])
