@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from conftest import Server  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benches"))
+from promql_vs_prometheus import settle  # noqa: E402
+
 # (name, Sightline SQL, DuckDB SQL over the view `spans`)
 QUERIES = [
     ("count by service",
@@ -75,7 +78,8 @@ def main():
     import conftest
     conftest.BIN = args.bin
     tmp = Path(tempfile.mkdtemp())
-    server = Server(tmp / "data", ["--memory-limit-bytes", str(1 << 30), "--storage-flush-interval", "10s"]).start()
+    server = Server(tmp / "data", ["--memory-limit-bytes", str(1 << 30), "--storage-flush-interval", "10s",
+                                   "--storage-compaction-interval", "10s"]).start()
     total = 0
     while total < args.spans:
         subprocess.run([args.bin, "bench", "--endpoint", f"http://{server.grpc_endpoint}", "--duration", "30s"],
@@ -84,12 +88,16 @@ def main():
         print(f"loaded {total} spans", file=sys.stderr)
     assert server.stop() == 0
     server.start()
+    # Time the steady state: a running server's files are compacted but for
+    # the last minutes, and a merge running beside the queries would slow
+    # both engines.
+    settle(tmp / "data" / "tables" / "spans")
     svc = sightline_sql(server, "SELECT service_name FROM spans LIMIT 1")[0]["service_name"]
     trace = sightline_sql(server, "SELECT trace_id FROM spans LIMIT 1")[0]["trace_id"]
     duck = duckdb.connect()
     duck.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet('{tmp}/data/tables/spans/**/*.parquet', hive_partitioning=true)")
-    # Compaction may be merging files right after the restart; while it
-    # swaps them a glob can see a merged file and its sources at once.
+    # While compaction swaps files a glob can see a merged file and its
+    # sources at once.
     # `total` was counted while the last acknowledged spans were still being
     # converted; after the restart everything is in Parquet.
     total = sightline_sql(server, "SELECT count(*) AS n FROM spans")[0]["n"]

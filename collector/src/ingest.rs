@@ -545,7 +545,14 @@ impl Ingest {
                     _ = stop.changed() => break,
                     _ = flush_tick.tick() => this.flush(false).await,
                     _ = this.inner.pressure.notified() => this.flush_for_pressure().await,
-                    _ = maint_tick.tick() => this.maintain().await,
+                    // A merge can take a while; shutdown must not wait for
+                    // it. Dropping it is safe: the merged file is either not
+                    // published, or published with its sources listed, which
+                    // recovery deletes at the next start.
+                    _ = maint_tick.tick() => tokio::select! {
+                        _ = this.maintain() => {}
+                        _ = stop.changed() => break,
+                    },
                 }
             }
         })
@@ -592,11 +599,24 @@ impl Ingest {
         }
         for table in Table::ALL {
             let oldest = self.inner.wal.oldest_lsn();
-            if let Err(e) = compaction::compact_table(&self.inner.storage, table, cfg, oldest).await
+            let memory = compaction::CompactionMemory {
+                budget: &self.inner.budget,
+                chunk_bytes: self.compaction_chunk_bytes(),
+            };
+            if let Err(e) =
+                compaction::compact_table(&self.inner.storage, table, cfg, oldest, memory).await
             {
                 tracing::warn!(%table, error = %e, "compaction failed; will retry");
             }
         }
+    }
+
+    /// Arrow bytes one compaction chunk (one row group of the merged file)
+    /// holds: a sixteenth of the budget, so a merge (about twice its chunk
+    /// while sorting) stays within the eighth a flush may take.
+    fn compaction_chunk_bytes(&self) -> usize {
+        let share = self.inner.config.memory_limit_bytes / 16;
+        share.clamp(4 << 20, 256 << 20) as usize
     }
 
     /// Waits for in-flight conversions, then flushes everything.

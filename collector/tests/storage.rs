@@ -145,6 +145,108 @@ async fn compaction_merges_small_files_and_keeps_every_row() {
 }
 
 #[tokio::test]
+async fn compaction_sorts_bounded_chunks_into_row_groups_and_releases_their_memory() {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::TimestampNanosecondType;
+    use collector::buffer::MemoryBudget;
+    use collector::schema::Table;
+    use collector::storage::compaction::{CompactionMemory, compact_table};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let ingest = Ingest::start(cfg.clone(), SelfMetrics::new())
+        .await
+        .unwrap();
+    let t0 = now();
+    for k in 0..4u64 {
+        // Interleaved start times: the files overlap, so only a sort orders
+        // the merged rows.
+        let Payload::Traces(mut req) = spans(500, t0, k * 1000) else {
+            unreachable!()
+        };
+        for (i, s) in req.resource_spans[0].scope_spans[0]
+            .spans
+            .iter_mut()
+            .enumerate()
+        {
+            s.start_time_unix_nano = t0 + i as u64 * 4 + (3 - k);
+            s.end_time_unix_nano = s.start_time_unix_nano + 1000;
+        }
+        export(&ingest, Payload::Traces(req)).await;
+        ingest.shutdown().await;
+    }
+    assert_eq!(parquet_files(dir.path()).len(), 4);
+    let budget = MemoryBudget::new(1 << 30, SelfMetrics::new());
+    let memory = CompactionMemory {
+        budget: &budget,
+        chunk_bytes: 64 << 10,
+    };
+    let merged = compact_table(
+        ingest.storage(),
+        Table::Spans,
+        &cfg.storage,
+        u64::MAX,
+        memory,
+    )
+    .await
+    .unwrap();
+    assert_eq!(merged, 1);
+    assert_eq!(budget.used(), 0, "every chunk's bytes are released");
+    let files = parquet_files(dir.path());
+    assert_eq!(files.len(), 1, "four files become one");
+    let open = || {
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&files[0]).unwrap()).unwrap()
+    };
+    let groups = open().metadata().num_row_groups();
+    assert!(
+        groups >= 2,
+        "64 KiB chunks of 2,000 spans: {groups} row group(s)"
+    );
+    let mut rows = 0;
+    for g in 0..groups {
+        let mut times = Vec::new();
+        for batch in open().with_row_groups(vec![g]).build().unwrap() {
+            let batch = batch.unwrap();
+            let col = batch.column_by_name("start_time").unwrap();
+            let col = col.as_primitive::<TimestampNanosecondType>();
+            assert_eq!(col.null_count(), 0);
+            times.extend(col.values().iter().copied());
+        }
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "row group {g} is sorted by start time"
+        );
+        rows += times.len();
+    }
+    assert_eq!(rows, 2000);
+    let want: Vec<u64> = (0..4)
+        .flat_map(|k| (0..500).map(move |i| k * 1000 + i + 1))
+        .collect();
+    assert_eq!(stored_ids(dir.path()), want, "every span once");
+}
+
+#[tokio::test]
+async fn partial_uploads_left_by_a_crash_are_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(config(dir.path()), SelfMetrics::new())
+        .await
+        .unwrap();
+    export(&ingest, spans(3, now(), 0)).await;
+    ingest.shutdown().await;
+    drop(ingest);
+    let file = parquet_files(dir.path()).remove(0);
+    let staged = PathBuf::from(format!("{}#1", file.display()));
+    let other = file.with_file_name("notes#1");
+    std::fs::write(&staged, b"half a merge").unwrap();
+    std::fs::write(&other, b"not ours").unwrap();
+    let _ingest = Ingest::start(config(dir.path()), SelfMetrics::new())
+        .await
+        .unwrap();
+    assert!(!staged.exists(), "the staging file of an upload is removed");
+    assert!(file.exists() && other.exists(), "nothing else is touched");
+    assert_eq!(stored_ids(dir.path()), vec![1, 2, 3]);
+}
+
+#[tokio::test]
 async fn sources_left_by_an_interrupted_compaction_are_removed_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let ingest = Ingest::start(config(dir.path()), SelfMetrics::new())

@@ -127,8 +127,11 @@ impl StoreTable {
         // (`http_route IS NOT NULL`, wide time ranges) it decodes the
         // filter's columns twice: 7× slower on the SQL bench.
         let row_filter = rows == RowFiltering::Exact && pushable.iter().any(is_selective);
-        // Without a predicate the page index prunes nothing, and loading it
-        // for every column was most of opening a file.
+        // The page index prunes pages only for predicates that bound a
+        // column's values (equality, IN, ranges); loading it for every
+        // column was most of opening a file, so `IS NOT NULL` and friends
+        // (which keep most pages) go without it.
+        let page_index = pushable.iter().any(bounds_values);
         // Footers (and page indexes once read) are cached in the runtime,
         // as DataFusion's own listing tables do: files never change.
         let runtime = state.runtime_env();
@@ -139,7 +142,7 @@ impl StoreTable {
         );
         let mut source = ParquetSource::new(self.scanned.clone())
             .with_parquet_file_reader_factory(Arc::new(readers))
-            .with_enable_page_index(!pushable.is_empty())
+            .with_enable_page_index(page_index)
             .with_bloom_filter_on_read(true)
             .with_pushdown_filters(row_filter);
         if let Some(pred) = conjunction(pushable) {
@@ -215,6 +218,24 @@ fn is_selective(e: &Expr) -> bool {
         }) => is_selective(left) || is_selective(right),
         Expr::InList(list) => !list.negated && matches!(list.expr.as_ref(), Expr::Column(_)),
         _ => false,
+    }
+}
+
+/// Whether `e` bounds a column's values (so page min/max can rule pages
+/// out): a selective filter, a comparison with a literal or a `BETWEEN`,
+/// or a conjunction holding one.
+fn bounds_values(e: &Expr) -> bool {
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::And => bounds_values(left) || bounds_values(right),
+            Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq => matches!(
+                (left.as_ref(), right.as_ref()),
+                (Expr::Column(_), Expr::Literal(..)) | (Expr::Literal(..), Expr::Column(_))
+            ),
+            _ => is_selective(e),
+        },
+        Expr::Between(b) => !b.negated && matches!(b.expr.as_ref(), Expr::Column(_)),
+        _ => is_selective(e),
     }
 }
 
@@ -440,6 +461,20 @@ mod tests {
         assert!(!is_selective(&col("time").gt(lit(5))));
         assert!(!is_selective(&col("name").in_list(vec![lit("x")], true)));
         assert!(!is_selective(&col("a").eq(col("b"))));
+    }
+
+    #[test]
+    fn the_page_index_is_read_only_for_filters_that_bound_values() {
+        assert!(bounds_values(&col("trace_id").eq(lit("ab"))));
+        assert!(bounds_values(&col("time").gt_eq(lit(5))));
+        assert!(bounds_values(&lit(5).lt(col("time"))));
+        assert!(bounds_values(&col("time").between(lit(1), lit(2))));
+        assert!(bounds_values(
+            &col("http_route").is_not_null().and(col("time").lt(lit(9)))
+        ));
+        assert!(!bounds_values(&col("http_route").is_not_null()));
+        assert!(!bounds_values(&col("time").not_between(lit(1), lit(2))));
+        assert!(!bounds_values(&col("a").lt(col("b"))));
     }
 
     fn ts(ns: i64) -> Expr {

@@ -22,7 +22,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
-use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::async_reader::{ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder};
 use parquet::file::metadata::KeyValue;
 use reader::StoreReader;
 use serde::{Deserialize, Serialize};
@@ -94,6 +94,28 @@ impl Default for StorageConfig {
     }
 }
 
+/// Deletes the staging files (`<name>.parquet#<n>`) that the local object
+/// store writes before renaming a file into place: a crash during a flush or
+/// a merge leaves them behind, invisible to listings but taking disk.
+fn remove_staged_uploads(dir: &std::path::Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            remove_staged_uploads(&path)?;
+        } else if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.rsplit_once(".parquet#"))
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            tracing::info!(path = %path.display(), "removing a partial upload left by a crash");
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
 /// A data file and what its footer says about it.
 #[derive(Debug, Clone)]
 pub struct FileInfo {
@@ -130,6 +152,7 @@ impl Storage {
     pub fn local(root: PathBuf, metrics: SelfMetrics) -> Result<Storage, StorageError> {
         std::fs::create_dir_all(&root)?;
         let root = root.canonicalize()?;
+        remove_staged_uploads(&root)?;
         let store = LocalFileSystem::new_with_prefix(&root)?;
         Ok(Storage {
             store: Arc::new(store),
@@ -227,6 +250,17 @@ impl Storage {
     ) -> Result<ObjectMeta, StorageError> {
         let len = bytes.len() as u64;
         self.store.put(path, PutPayload::from(bytes)).await?;
+        self.made_durable(path, len, table, reason).await
+    }
+
+    /// Makes a file just put (whole or in parts) durable, and counts it.
+    async fn made_durable(
+        &self,
+        path: &Path,
+        len: u64,
+        table: Table,
+        reason: &str,
+    ) -> Result<ObjectMeta, StorageError> {
         if let Some(root) = &self.local_root {
             let file = root.join(path.as_ref());
             tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -308,6 +342,19 @@ impl Storage {
                 .unwrap_or_default(),
             meta,
         })
+    }
+
+    /// Streams a file's rows in batches of at most `batch_rows`.
+    pub async fn read_stream(
+        &self,
+        meta: &ObjectMeta,
+        batch_rows: usize,
+    ) -> Result<ParquetRecordBatchStream<StoreReader>, StorageError> {
+        let reader = StoreReader::new(self.store.clone(), meta.location.clone(), meta.size);
+        Ok(ParquetRecordBatchStreamBuilder::new(reader)
+            .await?
+            .with_batch_size(batch_rows)
+            .build()?)
     }
 
     /// Reads every row of a file.
