@@ -110,21 +110,10 @@ impl Table {
         }
     }
 
-    /// Row order of compacted files: service first so page statistics prune
-    /// by service, then time; metric rows grouped by series (`series_id`,
-    /// see [`crate::storage::series`]).
-    pub fn sort_columns(self) -> &'static [&'static str] {
-        match self {
-            Table::Spans => &["service_name", "start_time"],
-            Table::Logs => &["service_name", "time"],
-            Table::ProfileSamples => &["service_name", "comm", "time"],
-            _ => &["metric_name", "service_name", "series_id", "time"],
-        }
-    }
-
-    /// Row order of freshly flushed files. Empty means arrival order, which
-    /// keeps each trace's spans together and compresses best (see
-    /// `storage::encode`); metric points are grouped by series instead.
+    /// Row order of flushed files, and of each row group of compacted ones.
+    /// Empty means arrival order, which keeps each trace's spans together
+    /// and compresses best (see `storage::encode`); metric points are
+    /// grouped by series instead.
     pub fn flush_sort_columns(self) -> &'static [&'static str] {
         match self {
             Table::Spans | Table::Logs => &[],

@@ -4,9 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{TimestampNanosecondType, UInt64Type};
+use collector::buffer::MemoryBudget;
 use collector::otlp::Payload;
 use collector::receive::Transport;
+use collector::schema::Table;
 use collector::self_metrics::SelfMetrics;
+use collector::storage::compaction::{CompactionMemory, compact_table};
 use collector::{CollectorConfig, Ingest};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -144,13 +149,38 @@ async fn compaction_merges_small_files_and_keeps_every_row() {
     assert_eq!(stored_ids(dir.path()), want);
 }
 
+/// Merges every small file of `table` with chunks of `chunk_bytes`, then
+/// checks that the merge gave its memory back.
+async fn merge_all(ingest: &Ingest, cfg: &CollectorConfig, table: Table, chunk_bytes: usize) {
+    let budget = MemoryBudget::new(1 << 30, SelfMetrics::new());
+    let memory = CompactionMemory {
+        budget: &budget,
+        chunk_bytes,
+    };
+    let merged = compact_table(ingest.storage(), table, &cfg.storage, u64::MAX, memory)
+        .await
+        .unwrap();
+    assert_eq!(merged, 1);
+    assert_eq!(budget.used(), 0, "every chunk's bytes are released");
+}
+
+/// The one Parquet file under `dir`, read one row group at a time.
+fn row_groups(dir: &Path) -> Vec<Vec<RecordBatch>> {
+    let files = parquet_files(dir);
+    assert_eq!(files.len(), 1, "the small files became one");
+    let open = || {
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&files[0]).unwrap()).unwrap()
+    };
+    (0..open().metadata().num_row_groups())
+        .map(|g| {
+            let rows = open().with_row_groups(vec![g]).build().unwrap();
+            rows.map(|b| b.unwrap()).collect()
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn compaction_sorts_bounded_chunks_into_row_groups_and_releases_their_memory() {
-    use arrow::array::{Array, AsArray};
-    use arrow::datatypes::TimestampNanosecondType;
-    use collector::buffer::MemoryBudget;
-    use collector::schema::Table;
-    use collector::storage::compaction::{CompactionMemory, compact_table};
+async fn compacted_spans_keep_arrival_order() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let ingest = Ingest::start(cfg.clone(), SelfMetrics::new())
@@ -158,70 +188,120 @@ async fn compaction_sorts_bounded_chunks_into_row_groups_and_releases_their_memo
         .unwrap();
     let t0 = now();
     for k in 0..4u64 {
-        // Interleaved start times: the files overlap, so only a sort orders
-        // the merged rows.
-        let Payload::Traces(mut req) = spans(500, t0, k * 1000) else {
-            unreachable!()
-        };
-        for (i, s) in req.resource_spans[0].scope_spans[0]
-            .spans
-            .iter_mut()
-            .enumerate()
-        {
-            s.start_time_unix_nano = t0 + i as u64 * 4 + (3 - k);
-            s.end_time_unix_nano = s.start_time_unix_nano + 1000;
-        }
-        export(&ingest, Payload::Traces(req)).await;
+        // Later files hold earlier start times: a sort would reorder them.
+        export(&ingest, spans(500, t0 + (3 - k) * 10_000, k * 1000)).await;
         ingest.shutdown().await;
     }
-    assert_eq!(parquet_files(dir.path()).len(), 4);
-    let budget = MemoryBudget::new(1 << 30, SelfMetrics::new());
-    let memory = CompactionMemory {
-        budget: &budget,
-        chunk_bytes: 64 << 10,
-    };
-    let merged = compact_table(
-        ingest.storage(),
-        Table::Spans,
-        &cfg.storage,
-        u64::MAX,
-        memory,
-    )
-    .await
-    .unwrap();
-    assert_eq!(merged, 1);
-    assert_eq!(budget.used(), 0, "every chunk's bytes are released");
-    let files = parquet_files(dir.path());
-    assert_eq!(files.len(), 1, "four files become one");
-    let open = || {
-        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&files[0]).unwrap()).unwrap()
-    };
-    let groups = open().metadata().num_row_groups();
-    assert!(
-        groups >= 2,
-        "64 KiB chunks of 2,000 spans: {groups} row group(s)"
-    );
-    let mut rows = 0;
-    for g in 0..groups {
-        let mut times = Vec::new();
-        for batch in open().with_row_groups(vec![g]).build().unwrap() {
-            let batch = batch.unwrap();
-            let col = batch.column_by_name("start_time").unwrap();
-            let col = col.as_primitive::<TimestampNanosecondType>();
-            assert_eq!(col.null_count(), 0);
-            times.extend(col.values().iter().copied());
-        }
-        assert!(
-            times.windows(2).all(|w| w[0] <= w[1]),
-            "row group {g} is sorted by start time"
+    merge_all(&ingest, &cfg, Table::Spans, 64 << 10).await;
+    let mut ids = Vec::new();
+    for batch in row_groups(dir.path()).concat() {
+        let col = batch
+            .column_by_name("span_id")
+            .unwrap()
+            .as_fixed_size_binary();
+        ids.extend(
+            col.iter()
+                .map(|v| u64::from_be_bytes(v.unwrap().try_into().unwrap())),
         );
-        rows += times.len();
     }
-    assert_eq!(rows, 2000);
     let want: Vec<u64> = (0..4)
         .flat_map(|k| (0..500).map(move |i| k * 1000 + i + 1))
         .collect();
-    assert_eq!(stored_ids(dir.path()), want, "every span once");
+    assert_eq!(
+        ids, want,
+        "every span once, files in the order they were written"
+    );
+}
+
+/// Gauge points of `series` series, `n` per series, at `t0 + i * step + shift`.
+fn gauges(series: u64, n: u64, t0: u64, shift: u64) -> Payload {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+    };
+    let points = (0..series)
+        .flat_map(|s| (0..n).map(move |i| (s, i)))
+        .map(|(s, i)| NumberDataPoint {
+            attributes: vec![KeyValue {
+                key: "series".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::IntValue(s as i64)),
+                }),
+                ..Default::default()
+            }],
+            time_unix_nano: t0 + i * 4_000 + shift,
+            value: Some(number_data_point::Value::AsDouble(i as f64)),
+            ..Default::default()
+        })
+        .collect();
+    Payload::Metrics(ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "queue_depth".into(),
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: points,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    })
+}
+
+#[tokio::test]
+async fn compacted_metrics_are_sorted_chunk_by_chunk_one_row_group_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let ingest = Ingest::start(cfg.clone(), SelfMetrics::new())
+        .await
+        .unwrap();
+    let t0 = now();
+    for k in 0..4u64 {
+        // Each file holds every series at interleaved times.
+        export(&ingest, gauges(30, 100, t0, k * 1_000)).await;
+        ingest.shutdown().await;
+    }
+    // Chunks of one and a half files: each chunk ends with the start of
+    // the next file, which only a sort puts in order.
+    let one_file: usize = ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(&parquet_files(dir.path())[0]).unwrap(),
+    )
+    .unwrap()
+    .with_batch_size(8192)
+    .build()
+    .unwrap()
+    .map(|b| b.unwrap().get_array_memory_size())
+    .sum();
+    merge_all(&ingest, &cfg, Table::MetricsGauge, one_file * 3 / 2).await;
+    let groups = row_groups(dir.path());
+    assert_eq!(groups.len(), 2, "two chunks of two files each");
+    let mut rows = 0;
+    for (g, batches) in groups.iter().enumerate() {
+        let mut keys = Vec::new();
+        for b in batches {
+            let ids = b
+                .column_by_name("series_id")
+                .unwrap()
+                .as_primitive::<UInt64Type>();
+            let times = b.column_by_name("time").unwrap();
+            let times = times.as_primitive::<TimestampNanosecondType>();
+            keys.extend(
+                ids.values()
+                    .iter()
+                    .copied()
+                    .zip(times.values().iter().copied()),
+            );
+        }
+        assert!(
+            keys.windows(2).all(|w| w[0] <= w[1]),
+            "row group {g} is sorted by series, then time"
+        );
+        rows += keys.len();
+    }
+    assert_eq!(rows, 12_000, "every point once");
 }
 
 #[tokio::test]

@@ -32,6 +32,9 @@ use crate::schema::Table;
 /// Rows per batch read from a source file.
 const READ_BATCH_ROWS: usize = 8192;
 
+/// Rows per row group of an unsorted merge: the writer's default limit.
+const ROW_GROUP_ROWS: usize = parquet::file::properties::DEFAULT_MAX_ROW_GROUP_ROW_COUNT;
+
 /// Bytes the upload buffers before it sends a part.
 const UPLOAD_PART_BYTES: usize = 8 << 20;
 
@@ -81,6 +84,9 @@ pub async fn compact_table(
             total <= config.compaction_target_bytes
         });
         if files.len() >= 2 {
+            // Oldest first (names start with the write time): an unsorted
+            // merge then keeps arrival order.
+            files.sort_by(|a, b| a.meta.location.cmp(&b.meta.location));
             merge(storage, table, &files, memory).await?;
             done += 1;
         }
@@ -112,6 +118,7 @@ async fn merge(
     let mut out = MergedFile {
         table,
         meta,
+        total_rows: files.iter().map(|f| f.rows as usize).sum(),
         writer: None,
         upload,
         len: 0,
@@ -179,6 +186,8 @@ impl Drop for Chunk<'_> {
 struct MergedFile {
     table: Table,
     meta: Vec<KeyValue>,
+    /// Rows of all sources (sizes the bloom filters of unsorted merges).
+    total_rows: usize,
     /// Created with the first chunk, which sizes the trace-id bloom filter.
     writer: Option<ArrowWriter<Vec<u8>>>,
     upload: BufWriter,
@@ -186,19 +195,25 @@ struct MergedFile {
 }
 
 impl MergedFile {
-    /// Sorts `chunk` and writes it as one row group (off the runtime: it is
-    /// CPU-heavy), then uploads the bytes encoded so far.
+    /// Encodes `chunk` (off the runtime: it is CPU-heavy, see
+    /// [`encode_chunk`]), then uploads the bytes encoded so far.
     async fn write_chunk(&mut self, chunk: &mut Chunk<'_>) -> Result<(), StorageError> {
         if chunk.batches.is_empty() {
             return Ok(());
         }
         let batches = std::mem::take(&mut chunk.batches);
-        // The sorted copy exists beside the chunk until the chunk is dropped.
-        let sorting = chunk.bytes;
+        // A sorted copy exists beside the chunk until the chunk is dropped.
+        let sorting = if self.table.flush_sort_columns().is_empty() {
+            0
+        } else {
+            chunk.bytes
+        };
         chunk.budget.add(sorting);
         let (table, meta, writer) = (self.table, self.meta.clone(), self.writer.take());
+        let rows = self.total_rows;
         let encoded =
-            tokio::task::spawn_blocking(move || encode_chunk(table, meta, writer, batches)).await;
+            tokio::task::spawn_blocking(move || encode_chunk(table, meta, writer, batches, rows))
+                .await;
         chunk.budget.release(sorting);
         chunk.budget.release(chunk.bytes);
         chunk.bytes = 0;
@@ -229,27 +244,47 @@ impl MergedFile {
     }
 }
 
-/// Sorts one chunk, writes it as a row group and returns the bytes encoded
-/// since the last call.
+/// Writes one chunk and returns the bytes encoded since the last call.
+///
+/// Tables sorted at flush (metrics, profiles) are sorted chunk by chunk,
+/// each chunk one row group, so a series' points stay together. Spans and
+/// logs keep arrival order, as their flushes do: it is the smallest on disk
+/// (sorting 5 M spans by service and time in 32 MiB chunks made them 16 %
+/// larger) and needs no copy; the writer then cuts row groups at its
+/// default size.
 fn encode_chunk(
     table: Table,
     meta: Vec<KeyValue>,
     writer: Option<ArrowWriter<Vec<u8>>>,
     batches: Vec<RecordBatch>,
+    total_rows: usize,
 ) -> Result<(ArrowWriter<Vec<u8>>, Vec<u8>), StorageError> {
-    let all = arrow::compute::concat_batches(&table.schema(), &batches)?;
-    drop(batches);
-    let sorted = encode::sort(table, &all)?;
-    drop(all);
+    let sorted = !table.flush_sort_columns().is_empty();
+    let batches = if sorted {
+        let all = arrow::compute::concat_batches(&table.schema(), &batches)?;
+        drop(batches);
+        vec![encode::sort(table, &all)?]
+    } else {
+        batches
+    };
     let mut writer = match writer {
         Some(w) => w,
         None => {
-            let props = encode::writer_properties(table, meta, std::slice::from_ref(&sorted));
+            let props = if sorted {
+                encode::writer_properties(table, meta, &batches)
+            } else {
+                let group = total_rows.min(ROW_GROUP_ROWS);
+                encode::writer_properties_scaled(table, meta, &batches, group)
+            };
             ArrowWriter::try_new(Vec::new(), table.schema(), Some(props))?
         }
     };
-    writer.write(&sorted)?;
-    writer.flush()?;
+    for b in &batches {
+        writer.write(b)?;
+    }
+    if sorted {
+        writer.flush()?;
+    }
     let bytes = std::mem::take(writer.inner_mut());
     Ok((writer, bytes))
 }

@@ -7,7 +7,7 @@
 //! measurements showed that re-sorting by service and trace id made files
 //! about 25% larger (see `docs/benchmarks.md`). Skipping the sort also lets
 //! a flush stream the buffered batches into the writer without copying them.
-//! Compaction sorts merged files by [`Table::sort_columns`].
+//! Compaction keeps that order too (see `storage::compaction`).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -143,9 +143,9 @@ fn sort_by(
     super::series::mark_firsts(take_record_batch(batch, &idx)?)
 }
 
-/// Sorts rows by the table's compaction order ([`Table::sort_columns`]).
+/// Sorts rows by the table's order ([`Table::flush_sort_columns`]).
 pub fn sort(table: Table, batch: &RecordBatch) -> Result<RecordBatch, StorageError> {
-    sort_by(table, batch, table.sort_columns())
+    sort_by(table, batch, table.flush_sort_columns())
 }
 
 /// Distinct non-null ids in fixed-size binary columns (trace ids): sizes the
@@ -164,11 +164,35 @@ fn distinct_ids(batches: &[RecordBatch], column: &str) -> usize {
     seen.len()
 }
 
-/// Writer settings for a table.
+/// Writer settings for a table, its bloom filters sized for `batches`.
 pub fn writer_properties(
     table: Table,
     metadata: Vec<KeyValue>,
     batches: &[RecordBatch],
+) -> WriterProperties {
+    writer_properties_for(table, metadata, |col| distinct_ids(batches, col))
+}
+
+/// Writer settings for row groups of about `group_rows` rows like
+/// `sample`: the bloom filters are sized by the sample's distinct ids
+/// scaled to the row group (for files written before all rows are seen).
+pub fn writer_properties_scaled(
+    table: Table,
+    metadata: Vec<KeyValue>,
+    sample: &[RecordBatch],
+    group_rows: usize,
+) -> WriterProperties {
+    let rows: usize = sample.iter().map(|b| b.num_rows()).sum::<usize>().max(1);
+    writer_properties_for(table, metadata, |col| {
+        let distinct = distinct_ids(sample, col) as f64;
+        (distinct * group_rows.max(rows) as f64 / rows as f64).ceil() as usize
+    })
+}
+
+fn writer_properties_for(
+    table: Table,
+    metadata: Vec<KeyValue>,
+    distinct: impl Fn(&str) -> usize,
 ) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
@@ -191,7 +215,7 @@ pub fn writer_properties(
         b = b
             .set_column_bloom_filter_enabled(path.clone(), true)
             .set_column_bloom_filter_fpp(path.clone(), 0.01)
-            .set_column_bloom_filter_max_ndv(path, distinct_ids(batches, col).max(1) as u64);
+            .set_column_bloom_filter_max_ndv(path, distinct(col).max(1) as u64);
     }
     // Times grow within a run of rows: delta encoding beats a dictionary.
     for col in ["start_time", "time", "observed_time", "duration_ns"] {
