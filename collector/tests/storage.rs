@@ -149,6 +149,23 @@ async fn compaction_merges_small_files_and_keeps_every_row() {
     assert_eq!(stored_ids(dir.path()), want);
 }
 
+/// A pipeline whose store holds four files, the `k`th of `request(k)`.
+async fn four_files(
+    request: impl Fn(u64) -> Payload,
+) -> (tempfile::TempDir, CollectorConfig, Ingest) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let ingest = Ingest::start(cfg.clone(), SelfMetrics::new())
+        .await
+        .unwrap();
+    for k in 0..4 {
+        export(&ingest, request(k)).await;
+        ingest.shutdown().await; // drain conversions and flush: one file each
+    }
+    assert_eq!(parquet_files(dir.path()).len(), 4);
+    (dir, cfg, ingest)
+}
+
 /// Merges every small file of `table` with chunks of `chunk_bytes`, then
 /// checks that the merge gave its memory back.
 async fn merge_all(ingest: &Ingest, cfg: &CollectorConfig, table: Table, chunk_bytes: usize) {
@@ -181,17 +198,9 @@ fn row_groups(dir: &Path) -> Vec<Vec<RecordBatch>> {
 
 #[tokio::test]
 async fn compacted_spans_keep_arrival_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path());
-    let ingest = Ingest::start(cfg.clone(), SelfMetrics::new())
-        .await
-        .unwrap();
     let t0 = now();
-    for k in 0..4u64 {
-        // Later files hold earlier start times: a sort would reorder them.
-        export(&ingest, spans(500, t0 + (3 - k) * 10_000, k * 1000)).await;
-        ingest.shutdown().await;
-    }
+    // Later files hold earlier start times: a sort would reorder them.
+    let (dir, cfg, ingest) = four_files(|k| spans(500, t0 + (3 - k) * 10_000, k * 1000)).await;
     merge_all(&ingest, &cfg, Table::Spans, 64 << 10).await;
     let mut ids = Vec::new();
     for batch in row_groups(dir.path()).concat() {
@@ -253,17 +262,9 @@ fn gauges(series: u64, n: u64, t0: u64, shift: u64) -> Payload {
 
 #[tokio::test]
 async fn compacted_metrics_are_sorted_chunk_by_chunk_one_row_group_each() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path());
-    let ingest = Ingest::start(cfg.clone(), SelfMetrics::new())
-        .await
-        .unwrap();
     let t0 = now();
-    for k in 0..4u64 {
-        // Each file holds every series at interleaved times.
-        export(&ingest, gauges(30, 100, t0, k * 1_000)).await;
-        ingest.shutdown().await;
-    }
+    // Each file holds every series at interleaved times.
+    let (dir, cfg, ingest) = four_files(|k| gauges(30, 100, t0, k * 1_000)).await;
     // Chunks of one and a half files: each chunk ends with the start of
     // the next file, which only a sort puts in order.
     let one_file: usize = ParquetRecordBatchReaderBuilder::try_new(

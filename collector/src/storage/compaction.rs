@@ -116,6 +116,8 @@ async fn merge(
     // local file is renamed into place), so readers never see a part.
     let upload = BufWriter::with_capacity(storage.object_store(), path.clone(), UPLOAD_PART_BYTES);
     let mut out = MergedFile {
+        budget: memory.budget,
+        counted: 0,
         table,
         meta,
         total_rows: files.iter().map(|f| f.rows as usize).sum(),
@@ -183,7 +185,11 @@ impl Drop for Chunk<'_> {
 }
 
 /// The merged file being encoded and uploaded.
-struct MergedFile {
+struct MergedFile<'a> {
+    /// Also counts the writer's row group in progress (encoded pages,
+    /// dictionaries), which grows up to a whole row group between chunks.
+    budget: &'a MemoryBudget,
+    counted: usize,
     table: Table,
     meta: Vec<KeyValue>,
     /// Rows of all sources (sizes the bloom filters of unsorted merges).
@@ -194,7 +200,7 @@ struct MergedFile {
     len: u64,
 }
 
-impl MergedFile {
+impl MergedFile<'_> {
     /// Encodes `chunk` (off the runtime: it is CPU-heavy, see
     /// [`encode_chunk`]), then uploads the bytes encoded so far.
     async fn write_chunk(&mut self, chunk: &mut Chunk<'_>) -> Result<(), StorageError> {
@@ -218,8 +224,16 @@ impl MergedFile {
         chunk.budget.release(chunk.bytes);
         chunk.bytes = 0;
         let (writer, bytes) = encoded??;
+        self.count(writer.memory_size());
         self.writer = Some(writer);
         self.put(bytes).await
+    }
+
+    /// Counts `bytes` of writer memory in the budget instead of the last figure.
+    fn count(&mut self, bytes: usize) {
+        self.budget.add(bytes);
+        self.budget.release(self.counted);
+        self.counted = bytes;
     }
 
     async fn put(&mut self, bytes: Vec<u8>) -> Result<(), StorageError> {
@@ -241,6 +255,12 @@ impl MergedFile {
         self.put(footer).await?;
         tokio::io::AsyncWriteExt::shutdown(&mut self.upload).await?;
         Ok(self.len)
+    }
+}
+
+impl Drop for MergedFile<'_> {
+    fn drop(&mut self) {
+        self.budget.release(self.counted);
     }
 }
 
