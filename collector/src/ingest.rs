@@ -168,6 +168,7 @@ impl Ingest {
         let (wal, replay) = Wal::open(&config.data_dir.join("wal"), &config.wal, metrics.clone())?;
         metrics.wal_segments.set(wal.segment_count() as i64);
         let storage = Storage::local(config.data_dir.join("tables"), metrics.clone())?;
+        storage.remove_staged_uploads()?;
         let covered = recovery::recover(&storage, wal.oldest_lsn()).await?;
         storage.load_manifest().await?;
         let footprint = crate::buffer::resident_bytes();

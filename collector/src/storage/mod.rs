@@ -152,7 +152,6 @@ impl Storage {
     pub fn local(root: PathBuf, metrics: SelfMetrics) -> Result<Storage, StorageError> {
         std::fs::create_dir_all(&root)?;
         let root = root.canonicalize()?;
-        remove_staged_uploads(&root)?;
         let store = LocalFileSystem::new_with_prefix(&root)?;
         Ok(Storage {
             store: Arc::new(store),
@@ -160,6 +159,16 @@ impl Storage {
             metrics,
             manifest: Arc::default(),
         })
+    }
+
+    /// Deletes the staging files of uploads a crash interrupted (local
+    /// store only). Only the process holding the data directory may call
+    /// this: another one's upload in progress looks the same.
+    pub fn remove_staged_uploads(&self) -> Result<(), StorageError> {
+        if let Some(root) = &self.local_root {
+            remove_staged_uploads(root)?;
+        }
+        Ok(())
     }
 
     /// The underlying object store (for readers such as the query layer).
