@@ -657,10 +657,10 @@ fn warn_if_budget_small(footprint: Option<i64>, limit: u64) {
 /// two copies there closed admission for the whole of every flush, idling a
 /// third of the CPU under sustained load (docs/benchmarks.md).
 fn flush_working_set(table: Table, bytes: usize) -> usize {
-    if table.flush_sort_columns().is_empty() {
-        bytes / 8
-    } else {
+    if table.sorts_rows() {
         bytes * 2
+    } else {
+        bytes / 8
     }
 }
 

@@ -115,6 +115,16 @@ impl Table {
     /// and compresses best (see `storage::encode`); metric points are
     /// grouped by series instead.
     pub fn flush_sort_columns(self) -> &'static [&'static str] {
+        self.row_order()
+    }
+
+    /// Whether rows are sorted ([`Table::flush_sort_columns`]) rather than
+    /// kept in arrival order.
+    pub fn sorts_rows(self) -> bool {
+        !self.row_order().is_empty()
+    }
+
+    fn row_order(self) -> &'static [&'static str] {
         match self {
             Table::Spans | Table::Logs => &[],
             Table::ProfileSamples => &["service_name", "comm", "time"],

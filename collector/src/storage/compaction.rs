@@ -6,14 +6,14 @@
 //! sources a crash left behind.
 //!
 //! A merge holds a bounded amount of memory whatever the size of its
-//! sources: it streams their rows, sorts them in chunks of at most
-//! [`CompactionMemory::chunk_bytes`] of Arrow data, writes each sorted chunk
-//! as one row group and uploads the encoded bytes as they are produced. The
-//! merged file is therefore sorted within each row group (pages still prune
-//! by the sort columns); its chunks are counted in the memory budget so that
-//! receivers back off instead of the process growing. Reading a whole
-//! partition into memory to sort it once took 14 GiB of RSS for 128 MiB of
-//! span files (docs/benchmarks.md).
+//! sources: it streams their rows in chunks of at most
+//! [`CompactionMemory::chunk_bytes`] of Arrow data and uploads the encoded
+//! bytes as they are produced. Chunks of sorted tables (metrics, profiles)
+//! are sorted and written as one row group each; spans and logs keep
+//! arrival order (see [`encode_chunk`]). Chunks and the writer's row group
+//! in progress count in the memory budget, so receivers back off instead of
+//! the process growing. Reading a whole partition into memory to sort it
+//! once took 14 GiB of RSS for 128 MiB of span files (docs/benchmarks.md).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -209,10 +209,10 @@ impl MergedFile<'_> {
         }
         let batches = std::mem::take(&mut chunk.batches);
         // A sorted copy exists beside the chunk until the chunk is dropped.
-        let sorting = if self.table.flush_sort_columns().is_empty() {
-            0
-        } else {
+        let sorting = if self.table.sorts_rows() {
             chunk.bytes
+        } else {
+            0
         };
         chunk.budget.add(sorting);
         let (table, meta, writer) = (self.table, self.meta.clone(), self.writer.take());
@@ -279,14 +279,8 @@ fn encode_chunk(
     batches: Vec<RecordBatch>,
     total_rows: usize,
 ) -> Result<(ArrowWriter<Vec<u8>>, Vec<u8>), StorageError> {
-    let sorted = !table.flush_sort_columns().is_empty();
-    let batches = if sorted {
-        let all = arrow::compute::concat_batches(&table.schema(), &batches)?;
-        drop(batches);
-        vec![encode::sort(table, &all)?]
-    } else {
-        batches
-    };
+    let sorted = table.sorts_rows();
+    let batches = encode::in_table_order(table, batches)?;
     let mut writer = match writer {
         Some(w) => w,
         None => {

@@ -50,14 +50,7 @@ pub fn encode_flush(
     parts
         .into_iter()
         .map(|(partition, batches)| {
-            let batches = match table.flush_sort_columns() {
-                [] => batches,
-                cols => vec![sort_by(
-                    table,
-                    &concat_batches(&table.schema(), &batches)?,
-                    cols,
-                )?],
-            };
+            let batches = in_table_order(table, batches)?;
             let rows = batches.iter().map(|b| b.num_rows()).sum();
             let bytes = encode(table, &batches, meta.clone())?;
             Ok(EncodedFile {
@@ -143,9 +136,20 @@ fn sort_by(
     super::series::mark_firsts(take_record_batch(batch, &idx)?)
 }
 
-/// Sorts rows by the table's order ([`Table::flush_sort_columns`]).
-pub fn sort(table: Table, batch: &RecordBatch) -> Result<RecordBatch, StorageError> {
-    sort_by(table, batch, table.flush_sort_columns())
+/// `batches` in the table's row order ([`Table::flush_sort_columns`]): as
+/// they are for arrival order, else concatenated into one sorted batch.
+pub fn in_table_order(
+    table: Table,
+    batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>, StorageError> {
+    match table.flush_sort_columns() {
+        [] => Ok(batches),
+        cols => {
+            let all = concat_batches(&table.schema(), &batches)?;
+            drop(batches);
+            Ok(vec![sort_by(table, &all, cols)?])
+        }
+    }
 }
 
 /// Distinct non-null ids in fixed-size binary columns (trace ids): sizes the

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::Table;
 use crate::self_metrics::SelfMetrics;
-pub use encode::{EncodedFile, encode_flush, sort};
+pub use encode::{EncodedFile, encode_flush, in_table_order};
 use layout::{META_COMPACTED_FROM, META_FLUSH_FILES, META_FLUSH_ID, META_LSNS, Partition};
 pub use manifest::{DataFile, Manifest};
 
@@ -364,15 +364,6 @@ impl Storage {
             .await?
             .with_batch_size(batch_rows)
             .build()?)
-    }
-
-    /// Reads every row of a file.
-    pub async fn read_all(&self, meta: &ObjectMeta) -> Result<Vec<RecordBatch>, StorageError> {
-        let reader = StoreReader::new(self.store.clone(), meta.location.clone(), meta.size);
-        let stream = ParquetRecordBatchStreamBuilder::new(reader)
-            .await?
-            .build()?;
-        Ok(stream.try_collect().await?)
     }
 
     /// Deletes a file (missing files are fine: deletion is idempotent).

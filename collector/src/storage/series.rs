@@ -243,7 +243,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(flags(&reversed), [true, true, false, true, true]);
-        let sorted = crate::storage::sort(Table::MetricsGauge, &reversed).unwrap();
+        let sorted = crate::storage::in_table_order(Table::MetricsGauge, vec![reversed])
+            .unwrap()
+            .remove(0);
         assert_eq!(
             flags(&sorted).iter().filter(|f| **f).count(),
             4,
