@@ -74,13 +74,17 @@ def main():
     ap.add_argument("--spans", type=int, default=10_000_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--bin", default=str(ROOT / "target" / "release" / "sightline"))
+    ap.add_argument("--dir", type=Path,
+                    help="work directory to keep (data in DIR/data): a later run with the same DIR and "
+                         "another --bin times the very same files without loading again")
     args = ap.parse_args()
     import conftest
     conftest.BIN = args.bin
-    tmp = Path(tempfile.mkdtemp())
+    tmp = args.dir or Path(tempfile.mkdtemp())
+    tmp.mkdir(parents=True, exist_ok=True)
     server = Server(tmp / "data", ["--memory-limit-bytes", str(1 << 30), "--storage-flush-interval", "10s",
                                    "--storage-compaction-interval", "10s"]).start()
-    total = 0
+    total = sightline_sql(server, "SELECT count(*) AS n FROM spans")[0]["n"]
     while total < args.spans:
         subprocess.run([args.bin, "bench", "--endpoint", f"http://{server.grpc_endpoint}", "--duration", "30s"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -113,7 +117,7 @@ def main():
         raise AssertionError(f"DuckDB counts {seen} spans, Sightline {total}")
     files = list((tmp / "data" / "tables" / "spans").rglob("*.parquet"))
     size = sum(f.stat().st_size for f in files)
-    print(f"{total} spans in {len(files)} Parquet files, {size / 2**20:.0f} MiB; median of {args.repeat} runs, warm caches")
+    print(f"{args.bin}: {total} spans in {len(files)} Parquet files, {size / 2**20:.0f} MiB; median of {args.repeat} runs, warm caches")
     print("| query | DuckDB | Sightline | rows |")
     print("|---|---|---|---|")
     for name, mine, theirs in QUERIES:

@@ -24,6 +24,7 @@ use crate::error::QueryError;
 use crate::hex_ids::HexIdLiterals;
 use crate::promql::label_cache::LabelCache;
 use crate::promql::metric_lists::MetricLists;
+use crate::view_groups::GroupByViews;
 use crate::views;
 
 /// Limits and defaults of the query layer.
@@ -100,6 +101,7 @@ impl QueryEngine {
             .with_runtime_env(runtime)
             .with_default_features()
             .with_analyzer_rules(rules)
+            .with_physical_optimizer_rule(Arc::new(GroupByViews::default()))
             .build();
         let ctx = SessionContext::new_with_state(state);
         for table in Table::ALL {

@@ -10,7 +10,9 @@
 //! - [`prometheus`] — the Prometheus HTTP API Grafana's built-in datasource
 //!   calls, and remote write;
 //! - [`profiles`] — CPU flame graphs from `profile_samples` (SVG, folded,
-//!   pprof, Grafana nested set) and Sightline's own `/debug/pprof/profile`.
+//!   pprof, Grafana nested set) and Sightline's own `/debug/pprof/profile`;
+//! - [`view_groups`] — `GROUP BY` one string column without hashing every
+//!   row's string (a physical optimizer rule the engine installs).
 
 pub mod catalog;
 pub mod engine;
@@ -24,6 +26,7 @@ pub mod prometheus;
 pub mod promql;
 pub mod sql;
 pub mod text;
+pub mod view_groups;
 pub mod views;
 
 pub use engine::{QueryConfig, QueryEngine};

@@ -1,0 +1,249 @@
+//! The partial aggregation that groups rows by one string view column.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, RecordBatch};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Result, internal_err};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::aggregates::AggregateExec;
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+use futures::StreamExt;
+
+use super::interner::ViewInterner;
+
+/// A partial [`AggregateExec`] over one `Utf8View` group key, computing the
+/// same output with [`ViewInterner`] group ids and DataFusion's own groups
+/// accumulators.
+///
+/// Build it with [`super::GroupByViews`], which checks that the aggregate
+/// qualifies.
+#[derive(Debug)]
+pub struct ViewGroupedAggregateExec {
+    aggregate: Arc<AggregateExec>,
+    max_groups: usize,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl ViewGroupedAggregateExec {
+    /// Runs `aggregate` (partial, one `Utf8View` key, groups accumulators),
+    /// emitting groups early once `max_groups` are held.
+    pub(super) fn new(aggregate: Arc<AggregateExec>, max_groups: usize) -> Self {
+        ViewGroupedAggregateExec {
+            aggregate,
+            max_groups,
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
+
+    /// The aggregate this plan computes.
+    pub fn aggregate(&self) -> &AggregateExec {
+        &self.aggregate
+    }
+}
+
+impl DisplayAs for ViewGroupedAggregateExec {
+    fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let aggregate = &self.aggregate;
+        let key = &aggregate.group_expr().expr()[0].1;
+        let aggregates: Vec<&str> = aggregate.aggr_expr().iter().map(|a| a.name()).collect();
+        write!(
+            f,
+            "ViewGroupedAggregateExec: gby=[{key}], aggr=[{}]",
+            aggregates.join(", ")
+        )
+    }
+}
+
+impl ExecutionPlan for ViewGroupedAggregateExec {
+    fn name(&self) -> &str {
+        "ViewGroupedAggregateExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.aggregate.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![self.aggregate.input()]
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        self.aggregate.apply_expressions(f)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = <[_; 1]>::try_from(children).map_err(|_| {
+            datafusion::error::DataFusionError::Internal(
+                "ViewGroupedAggregateExec takes one input".into(),
+            )
+        })?;
+        let old = &self.aggregate;
+        let aggregate = AggregateExec::try_new(
+            *old.mode(),
+            old.group_expr().clone(),
+            old.aggr_expr().to_vec(),
+            old.filter_expr().to_vec(),
+            input,
+            old.input_schema(),
+        )?;
+        Ok(Arc::new(ViewGroupedAggregateExec::new(
+            Arc::new(aggregate),
+            self.max_groups,
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.aggregate.input().execute(partition, context.clone())?;
+        let reservation = MemoryConsumer::new(format!("ViewGroupedAggregate[{partition}]"))
+            .register(context.memory_pool());
+        let grouping = Grouping {
+            input,
+            plan: self.aggregate.clone(),
+            interner: ViewInterner::default(),
+            accumulators: accumulators(&self.aggregate)?,
+            ids: Vec::new(),
+            max_groups: self.max_groups,
+            reservation,
+            metrics: BaselineMetrics::new(&self.metrics, partition),
+            batch_size: context.session_config().batch_size(),
+            pending: VecDeque::new(),
+            input_done: false,
+        };
+        let schema = self.schema();
+        let stream = futures::stream::try_unfold(grouping, Grouping::next);
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
+
+fn accumulators(aggregate: &AggregateExec) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
+    aggregate
+        .aggr_expr()
+        .iter()
+        .map(|a| a.create_groups_accumulator())
+        .collect()
+}
+
+/// One partition's aggregation state.
+struct Grouping {
+    input: SendableRecordBatchStream,
+    plan: Arc<AggregateExec>,
+    interner: ViewInterner,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    ids: Vec<usize>,
+    max_groups: usize,
+    reservation: MemoryReservation,
+    metrics: BaselineMetrics,
+    batch_size: usize,
+    pending: VecDeque<RecordBatch>,
+    input_done: bool,
+}
+
+impl Grouping {
+    async fn next(mut self) -> Result<Option<(RecordBatch, Grouping)>> {
+        loop {
+            if let Some(batch) = self.pending.pop_front() {
+                self.metrics.record_output(batch.num_rows());
+                return Ok(Some((batch, self)));
+            }
+            if self.input_done {
+                self.metrics.done();
+                return Ok(None);
+            }
+            match self.input.next().await {
+                Some(batch) => self.aggregate(&batch?)?,
+                None => {
+                    self.input_done = true;
+                    self.emit()?;
+                }
+            }
+        }
+    }
+
+    /// Adds `batch`'s rows; emits the groups held when the memory pool
+    /// refuses more or there are too many (partial results may repeat a
+    /// group: the final aggregation merges them).
+    fn aggregate(&mut self, batch: &RecordBatch) -> Result<()> {
+        let timer = self.metrics.elapsed_compute().timer();
+        let rows = batch.num_rows();
+        let (key, _) = &self.plan.group_expr().expr()[0];
+        let key = key.evaluate(batch)?.into_array(rows)?;
+        let Some(key) = key.as_string_view_opt() else {
+            return internal_err!("ViewGroupedAggregateExec: the group key is not a string view");
+        };
+        self.interner.intern(key, &mut self.ids);
+        let groups = self.interner.len();
+        let plan = self.plan.clone();
+        for ((accumulator, aggregate), filter) in self
+            .accumulators
+            .iter_mut()
+            .zip(plan.aggr_expr())
+            .zip(plan.filter_expr())
+        {
+            let values = aggregate
+                .expressions()
+                .iter()
+                .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
+                .collect::<Result<Vec<ArrayRef>>>()?;
+            let filter = filter
+                .as_ref()
+                .map(|f| f.evaluate(batch).and_then(|v| v.into_array(rows)))
+                .transpose()?;
+            let filter = filter.as_ref().map(|f| f.as_boolean());
+            accumulator.update_batch(&values, &self.ids, filter, groups)?;
+        }
+        timer.done();
+        if groups >= self.max_groups || self.reservation.try_resize(self.size()).is_err() {
+            self.emit()?;
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> usize {
+        self.interner.size() + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
+    }
+
+    /// Queues the groups held as output batches and starts over empty.
+    fn emit(&mut self) -> Result<()> {
+        if self.interner.is_empty() {
+            return Ok(());
+        }
+        let _timer = self.metrics.elapsed_compute().timer();
+        let mut columns = vec![self.interner.emit()];
+        for accumulator in &mut self.accumulators {
+            columns.extend(accumulator.state(EmitTo::All)?);
+        }
+        self.accumulators = accumulators(&self.plan)?;
+        let batch = RecordBatch::try_new(self.plan.schema(), columns)?;
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let len = self.batch_size.min(batch.num_rows() - offset);
+            self.pending.push_back(batch.slice(offset, len));
+            offset += len;
+        }
+        // Shrinking cannot fail.
+        let _ = self.reservation.try_resize(self.size());
+        Ok(())
+    }
+}
