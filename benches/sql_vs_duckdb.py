@@ -3,7 +3,8 @@ files) against DuckDB reading the very same files.
 
 Loads at least `--spans` spans with `sightline bench` (realistic generated
 traces over OTLP/gRPC), restarts the server so everything is in Parquet,
-then times each query (median of `--repeat` runs) through
+then times each query (median of `--repeat` runs, alternating between the
+two engines) through
 `POST /api/v1/sql` and through DuckDB's `read_parquet(..., hive_partitioning)`.
 
     .venv/bin/python benches/sql_vs_duckdb.py --spans 10000000
@@ -60,13 +61,16 @@ def sightline_sql(server, sql):
     return r.json()["rows"]
 
 
-def timed(fn, repeat):
-    times, out = [], None
+def timed_pair(a, b, repeat):
+    """Median seconds and last result of `a` and of `b`, run alternately so
+    that the VM's speed drifting during the run weighs on both alike."""
+    times, outs = ([], []), [None, None]
     for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+        for i, fn in enumerate((a, b)):
+            start = time.perf_counter()
+            outs[i] = fn()
+            times[i].append(time.perf_counter() - start)
+    return statistics.median(times[0]), outs[0], statistics.median(times[1]), outs[1]
 
 
 def main():
@@ -117,13 +121,13 @@ def main():
         raise AssertionError(f"DuckDB counts {seen} spans, Sightline {total}")
     files = list((tmp / "data" / "tables" / "spans").rglob("*.parquet"))
     size = sum(f.stat().st_size for f in files)
-    print(f"{args.bin}: {total} spans in {len(files)} Parquet files, {size / 2**20:.0f} MiB; median of {args.repeat} runs, warm caches")
+    print(f"{args.bin}: {total} spans in {len(files)} Parquet files, {size / 2**20:.0f} MiB; median of {args.repeat} alternating runs, warm caches")
     print("| query | DuckDB | Sightline | rows |")
     print("|---|---|---|---|")
     for name, mine, theirs in QUERIES:
         mine, theirs = mine.format(svc=svc, trace=trace), theirs.format(svc=svc, trace=trace)
-        td, dr = timed(lambda: duck.execute(theirs).fetchall(), args.repeat)
-        ts, sr = timed(lambda: sightline_sql(server, mine), args.repeat)
+        td, dr, ts, sr = timed_pair(lambda: duck.execute(theirs).fetchall(),
+                                    lambda: sightline_sql(server, mine), args.repeat)
         assert len(dr) == len(sr), (name, len(dr), len(sr))
         print(f"| {name} | {td * 1000:.0f} ms | {ts * 1000:.0f} ms | {len(sr)} |")
     server.stop()

@@ -10,17 +10,17 @@ use datafusion::common::{Result, internal_err};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
-use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::AggregateExec;
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::StreamExt;
 
-use super::interner::ViewInterner;
+use super::keys::GroupKeys;
 
-/// A partial [`AggregateExec`] over one `Utf8View` group key, computing the
-/// same output with [`ViewInterner`] group ids and DataFusion's own groups
+/// A partial [`AggregateExec`] keyed by `Utf8View` columns, computing the
+/// same output with [`GroupKeys`] group ids and DataFusion's own groups
 /// accumulators.
 ///
 /// Build it with [`super::GroupByViews`], which checks that the aggregate
@@ -33,7 +33,7 @@ pub struct ViewGroupedAggregateExec {
 }
 
 impl ViewGroupedAggregateExec {
-    /// Runs `aggregate` (partial, one `Utf8View` key, groups accumulators),
+    /// Runs `aggregate` (partial, `Utf8View` keys, groups accumulators),
     /// emitting groups early once `max_groups` are held.
     pub(super) fn new(aggregate: Arc<AggregateExec>, max_groups: usize) -> Self {
         ViewGroupedAggregateExec {
@@ -52,11 +52,17 @@ impl ViewGroupedAggregateExec {
 impl DisplayAs for ViewGroupedAggregateExec {
     fn fmt_as(&self, _: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let aggregate = &self.aggregate;
-        let key = &aggregate.group_expr().expr()[0].1;
+        let keys: Vec<&str> = aggregate
+            .group_expr()
+            .expr()
+            .iter()
+            .map(|(_, n)| n.as_str())
+            .collect();
         let aggregates: Vec<&str> = aggregate.aggr_expr().iter().map(|a| a.name()).collect();
         write!(
             f,
-            "ViewGroupedAggregateExec: gby=[{key}], aggr=[{}]",
+            "ViewGroupedAggregateExec: gby=[{}], aggr=[{}]",
+            keys.join(", "),
             aggregates.join(", ")
         )
     }
@@ -117,7 +123,7 @@ impl ExecutionPlan for ViewGroupedAggregateExec {
         let grouping = Grouping {
             input,
             plan: self.aggregate.clone(),
-            interner: ViewInterner::default(),
+            keys: GroupKeys::new(self.aggregate.group_expr().expr().len()),
             accumulators: accumulators(&self.aggregate)?,
             ids: Vec::new(),
             max_groups: self.max_groups,
@@ -137,11 +143,21 @@ impl ExecutionPlan for ViewGroupedAggregateExec {
     }
 }
 
+/// One groups accumulator per aggregate, as DataFusion's own hash
+/// aggregation makes them: the function's, or an adapter over its plain
+/// accumulators (`approx_percentile_cont`, for one).
 fn accumulators(aggregate: &AggregateExec) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
     aggregate
         .aggr_expr()
         .iter()
-        .map(|a| a.create_groups_accumulator())
+        .map(|a| match a.groups_accumulator_supported() {
+            true => a.create_groups_accumulator(),
+            false => {
+                let a = a.clone();
+                let adapter = GroupsAccumulatorAdapter::new(move || a.create_accumulator());
+                Ok(Box::new(adapter) as Box<dyn GroupsAccumulator>)
+            }
+        })
         .collect()
 }
 
@@ -149,7 +165,7 @@ fn accumulators(aggregate: &AggregateExec) -> Result<Vec<Box<dyn GroupsAccumulat
 struct Grouping {
     input: SendableRecordBatchStream,
     plan: Arc<AggregateExec>,
-    interner: ViewInterner,
+    keys: GroupKeys,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     ids: Vec<usize>,
     max_groups: usize,
@@ -187,13 +203,22 @@ impl Grouping {
     fn aggregate(&mut self, batch: &RecordBatch) -> Result<()> {
         let timer = self.metrics.elapsed_compute().timer();
         let rows = batch.num_rows();
-        let (key, _) = &self.plan.group_expr().expr()[0];
-        let key = key.evaluate(batch)?.into_array(rows)?;
-        let Some(key) = key.as_string_view_opt() else {
-            return internal_err!("ViewGroupedAggregateExec: the group key is not a string view");
+        let keys = self
+            .plan
+            .group_expr()
+            .expr()
+            .iter()
+            .map(|(key, _)| key.evaluate(batch).and_then(|k| k.into_array(rows)))
+            .collect::<Result<Vec<ArrayRef>>>()?;
+        let Some(keys) = keys
+            .iter()
+            .map(|k| k.as_string_view_opt())
+            .collect::<Option<Vec<_>>>()
+        else {
+            return internal_err!("ViewGroupedAggregateExec: a group key is not a string view");
         };
-        self.interner.intern(key, &mut self.ids);
-        let groups = self.interner.len();
+        self.keys.intern(&keys, &mut self.ids);
+        let groups = self.keys.len();
         let plan = self.plan.clone();
         for ((accumulator, aggregate), filter) in self
             .accumulators
@@ -221,16 +246,16 @@ impl Grouping {
     }
 
     fn size(&self) -> usize {
-        self.interner.size() + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
+        self.keys.size() + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
     }
 
     /// Queues the groups held as output batches and starts over empty.
     fn emit(&mut self) -> Result<()> {
-        if self.interner.is_empty() {
+        if self.keys.is_empty() {
             return Ok(());
         }
         let _timer = self.metrics.elapsed_compute().timer();
-        let mut columns = vec![self.interner.emit()];
+        let mut columns = self.keys.emit();
         for accumulator in &mut self.accumulators {
             columns.extend(accumulator.state(EmitTo::All)?);
         }

@@ -70,16 +70,18 @@ impl ViewInterner {
 
     /// The groups' values in id order; the interner starts over empty.
     pub fn emit(&mut self) -> ArrayRef {
-        let values = std::mem::take(&mut self.values);
+        let values = self.take_values();
+        let values: StringViewArray = values.iter().map(Option::as_deref).collect();
+        std::sync::Arc::new(values)
+    }
+
+    /// The groups' values in id order (`None` for the null group); the
+    /// interner starts over empty.
+    pub fn take_values(&mut self) -> Vec<Option<Box<str>>> {
         self.ids.clear();
         self.null_id = None;
         self.text_bytes = 0;
-        std::sync::Arc::new(
-            values
-                .iter()
-                .map(Option::as_deref)
-                .collect::<StringViewArray>(),
-        )
+        std::mem::take(&mut self.values)
     }
 
     /// Bytes held, for the memory pool.
