@@ -11,17 +11,42 @@ use datafusion::common::HashMap;
 /// A view array decoded from a dictionary-encoded Parquet page repeats the
 /// very same 16-byte view for every row holding the same dictionary entry,
 /// and rows of one trace or one request sit together. So rows are matched
-/// first on the raw view (the previous row's, then the batch's distinct
-/// views) and the string itself is looked up only once per distinct view
-/// of a batch. Equal views always hold equal strings; equal strings with
-/// different views (another page, another buffer) meet in the string map.
-#[derive(Debug, Default)]
+/// first on the raw view (the previous row's, then a small direct-mapped
+/// cache of the batch's views) and the string itself is looked up only
+/// when the view misses. Equal views always hold equal strings; equal
+/// strings with different views (another page, another buffer) meet in
+/// the string map.
+#[derive(Debug)]
 pub struct ViewInterner {
     ids: HashMap<Box<str>, usize>,
     values: Vec<Option<Box<str>>>,
     null_id: Option<usize>,
     text_bytes: usize,
-    batch_views: HashMap<u128, usize>,
+    /// `(view, id + 1)` by [`slot`] of the view; 0 marks an empty slot.
+    /// A hash map of views cost a probe per row where routes interleave.
+    recent: Box<[(u128, usize); SLOTS]>,
+}
+
+/// Entries of [`ViewInterner`]'s view cache.
+const SLOTS: usize = 64;
+
+impl Default for ViewInterner {
+    fn default() -> Self {
+        ViewInterner {
+            ids: HashMap::default(),
+            values: Vec::new(),
+            null_id: None,
+            text_bytes: 0,
+            recent: Box::new([(0, 0); SLOTS]),
+        }
+    }
+}
+
+/// The cache slot of a view: both halves mixed (length and prefix in the
+/// low one; buffer and offset, or the inline bytes, in the high one).
+fn slot(view: u128) -> usize {
+    let folded = (view as u64) ^ ((view >> 64) as u64);
+    (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize
 }
 
 impl ViewInterner {
@@ -39,7 +64,7 @@ impl ViewInterner {
     pub fn intern(&mut self, array: &StringViewArray, ids: &mut Vec<usize>) {
         ids.clear();
         ids.reserve(array.len());
-        self.batch_views.clear();
+        self.recent.fill((0, 0));
         let views = array.views();
         let nulls = array.logical_nulls();
         let mut row = 0;
@@ -60,11 +85,12 @@ impl ViewInterner {
     }
 
     fn view_group(&mut self, view: u128, array: &StringViewArray, row: usize) -> usize {
-        if let Some(&id) = self.batch_views.get(&view) {
-            return id;
+        let cached = &mut self.recent[slot(view)];
+        if cached.1 != 0 && cached.0 == view {
+            return cached.1 - 1;
         }
         let id = self.group(array.value(row));
-        self.batch_views.insert(view, id);
+        self.recent[slot(view)] = (view, id + 1);
         id
     }
 
@@ -87,9 +113,7 @@ impl ViewInterner {
     /// Bytes held, for the memory pool.
     pub fn size(&self) -> usize {
         let entry = size_of::<(Box<str>, usize)>() + size_of::<Option<Box<str>>>() + 1;
-        self.ids.capacity() * entry
-            + self.text_bytes
-            + self.batch_views.capacity() * (size_of::<(u128, usize)>() + 1)
+        self.ids.capacity() * entry + self.text_bytes + SLOTS * size_of::<(u128, usize)>()
     }
 
     fn null_group(&mut self) -> usize {

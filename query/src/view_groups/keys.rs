@@ -97,8 +97,7 @@ impl GroupKeys {
         let width = self.columns.len();
         let tuples = std::mem::take(&mut self.tuples);
         self.groups.clear();
-        let arrays = self
-            .columns
+        self.columns
             .iter_mut()
             .enumerate()
             .map(|(c, interner)| {
@@ -106,8 +105,7 @@ impl GroupKeys {
                 let column = tuples.chunks(width).map(|t| values[t[c]].as_deref());
                 Arc::new(column.collect::<StringViewArray>()) as ArrayRef
             })
-            .collect();
-        arrays
+            .collect()
     }
 
     /// Bytes held, for the memory pool.
@@ -164,7 +162,7 @@ mod tests {
         assert!(service.is_null(2));
         assert_eq!(name.value(2), "GET /");
         assert!(keys.is_empty());
-        keys.intern(&[&service, &name], &mut ids);
+        keys.intern(&[service, name], &mut ids);
         assert_eq!(ids, [0, 1, 2]);
     }
 }
