@@ -22,13 +22,16 @@ pub struct ViewInterner {
     values: Vec<Option<Box<str>>>,
     null_id: Option<usize>,
     text_bytes: usize,
-    /// `(view, id + 1)` by [`slot`] of the view; 0 marks an empty slot.
-    /// A hash map of views cost a probe per row where routes interleave.
-    recent: Box<[(u128, usize); SLOTS]>,
+    /// Views seen in this batch by [`slot`]: `(view, batch, id)`, valid
+    /// only when `batch` is the current one, so nothing is cleared between
+    /// batches. A hash map of views cost a probe per row where routes
+    /// interleave.
+    recent: Box<[(u128, u64, usize)]>,
+    batch: u64,
 }
 
-/// Entries of [`ViewInterner`]'s view cache.
-const SLOTS: usize = 64;
+/// Entries of [`ViewInterner`]'s view cache (a power of two).
+pub(super) const SLOTS: usize = 1024;
 
 impl Default for ViewInterner {
     fn default() -> Self {
@@ -37,7 +40,8 @@ impl Default for ViewInterner {
             values: Vec::new(),
             null_id: None,
             text_bytes: 0,
-            recent: Box::new([(0, 0); SLOTS]),
+            recent: vec![(0, 0, 0); SLOTS].into_boxed_slice(),
+            batch: 0,
         }
     }
 }
@@ -45,8 +49,12 @@ impl Default for ViewInterner {
 /// The cache slot of a view: both halves mixed (length and prefix in the
 /// low one; buffer and offset, or the inline bytes, in the high one).
 fn slot(view: u128) -> usize {
-    let folded = (view as u64) ^ ((view >> 64) as u64);
-    (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize
+    spread((view as u64) ^ ((view >> 64) as u64))
+}
+
+/// A slot of a [`SLOTS`]-entry cache for `key`.
+pub(super) fn spread(key: u64) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize
 }
 
 impl ViewInterner {
@@ -64,7 +72,8 @@ impl ViewInterner {
     pub fn intern(&mut self, array: &StringViewArray, ids: &mut Vec<usize>) {
         ids.clear();
         ids.reserve(array.len());
-        self.recent.fill((0, 0));
+        // Batch numbers start at 1, so the zeroed cache holds nothing.
+        self.batch += 1;
         let views = array.views();
         let nulls = array.logical_nulls();
         let mut row = 0;
@@ -79,18 +88,23 @@ impl ViewInterner {
             // Whole runs at once: a tight compare loop and a fill, rather
             // than a lookup and a push per row.
             let end = run_end(views, row, nulls.as_ref());
-            ids.resize(ids.len() + end - row, id);
+            match end - row {
+                // Span names and routes interleave: most runs are one row.
+                1 => ids.push(id),
+                n => ids.resize(ids.len() + n, id),
+            }
             row = end;
         }
     }
 
     fn view_group(&mut self, view: u128, array: &StringViewArray, row: usize) -> usize {
-        let cached = &mut self.recent[slot(view)];
-        if cached.1 != 0 && cached.0 == view {
-            return cached.1 - 1;
+        let slot = slot(view);
+        let (cached, batch, id) = self.recent[slot];
+        if batch == self.batch && cached == view {
+            return id;
         }
         let id = self.group(array.value(row));
-        self.recent[slot(view)] = (view, id + 1);
+        self.recent[slot] = (view, self.batch, id);
         id
     }
 
@@ -113,7 +127,7 @@ impl ViewInterner {
     /// Bytes held, for the memory pool.
     pub fn size(&self) -> usize {
         let entry = size_of::<(Box<str>, usize)>() + size_of::<Option<Box<str>>>() + 1;
-        self.ids.capacity() * entry + self.text_bytes + SLOTS * size_of::<(u128, usize)>()
+        self.ids.capacity() * entry + self.text_bytes + SLOTS * size_of::<(u128, u64, usize)>()
     }
 
     fn null_group(&mut self) -> usize {
