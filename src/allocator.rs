@@ -4,25 +4,19 @@
 //! and purges only when the allocator runs again, so after a burst of
 //! ingest the process held ~540 MiB with 44 MiB of live data. The memory
 //! budget promises a bounded resident size, so freed pages go back to the
-//! kernel after 10 ms. Not at once: with no delay every query batch's
-//! buffers came back as fresh pages the kernel had to zero (a fifth of a
-//! scan's CPU time), and a 100 ms delay let an overloaded server exceed its
-//! budget (569 MiB with 512); see docs/benchmarks.md.
+//! kernel at once: measured with `sightline bench` at no loss of throughput
+//! (docs/benchmarks.md).
 
 /// `mi_option_purge_delay` in mimalloc's `mi_option_e` (the same position in
 /// mimalloc 2 and 3; the test below checks it against the documented default).
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// How long freed memory stays resident before mimalloc returns it.
-const PURGE_DELAY_MS: std::ffi::c_long = 10;
-
-/// Makes mimalloc return freed memory to the kernel within
-/// [`PURGE_DELAY_MS`], unless the operator chose a delay with
-/// `MIMALLOC_PURGE_DELAY`.
+/// Makes mimalloc return freed memory to the kernel immediately, unless the
+/// operator chose a delay with `MIMALLOC_PURGE_DELAY`.
 pub fn purge_promptly() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: setting an allocator option is thread-safe and takes a plain integer.
-        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS) };
+        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) };
     }
 }
 
@@ -40,10 +34,7 @@ mod tests {
             assert!(matches!(default, 1000 | 10), "option 15 is {default}");
             purge_promptly();
             // SAFETY: as above.
-            assert_eq!(
-                unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) },
-                PURGE_DELAY_MS
-            );
+            assert_eq!(unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) }, 0);
         }
     }
 }
