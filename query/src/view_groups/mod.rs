@@ -286,4 +286,39 @@ mod tests {
         // groups were emitted more than once per partition.
         assert!(emitted.is_some_and(|n| n > 2 * 5_000), "{emitted:?}");
     }
+
+    #[tokio::test]
+    async fn a_rebuilt_plan_computes_the_same() {
+        let sql = "SELECT service, count(*), max(route) FROM t GROUP BY 1";
+        let ctx = context(Some(GroupByViews::default()), table(20_000, 50));
+        let plan = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        // Rebuild every node bottom-up from its children, as optimizers and
+        // plan rewrites do.
+        let rebuilt = plan
+            .clone()
+            .transform_up(|node| {
+                let children = node.children().into_iter().cloned().collect();
+                #[expect(deprecated)]
+                let node = node.with_new_children(children)?;
+                Ok(Transformed::yes(node))
+            })
+            .unwrap()
+            .data;
+        let rows = |batches: Vec<RecordBatch>| {
+            let text = pretty_format_batches(&batches).unwrap().to_string();
+            let mut rows: Vec<String> = text.lines().map(str::to_owned).collect();
+            rows.sort();
+            rows
+        };
+        let before = rows(collect(plan, ctx.task_ctx()).await.unwrap());
+        let after = rows(collect(rebuilt.clone(), ctx.task_ctx()).await.unwrap());
+        assert_eq!(before, after);
+        assert!(view_grouped_rows(&rebuilt).is_some());
+    }
 }
