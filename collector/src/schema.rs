@@ -115,22 +115,18 @@ impl Table {
     /// and compresses best (see `storage::encode`); metric points are
     /// grouped by series instead.
     pub fn flush_sort_columns(self) -> &'static [&'static str] {
-        self.row_order()
-    }
-
-    /// Whether rows are sorted ([`Table::flush_sort_columns`]) rather than
-    /// kept in arrival order.
-    pub fn sorts_rows(self) -> bool {
-        !self.row_order().is_empty()
-    }
-
-    fn row_order(self) -> &'static [&'static str] {
         match self {
             Table::Spans | Table::Logs => &[],
             Table::ProfileSamples => &["service_name", "comm", "time"],
             // Each series' rows together (`storage::series`), in time order.
             _ => &["metric_name", "service_name", "series_id", "time"],
         }
+    }
+
+    /// Whether rows are sorted ([`Table::flush_sort_columns`]) rather than
+    /// kept in arrival order.
+    pub fn sorts_rows(self) -> bool {
+        !self.flush_sort_columns().is_empty()
     }
 
     /// Columns with a Parquet bloom filter.

@@ -1,4 +1,4 @@
-//! The partial aggregation that groups rows by one string view column.
+//! The partial aggregation that groups rows by string view columns.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -11,7 +11,7 @@ use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
-use datafusion::physical_plan::aggregates::AggregateExec;
+use datafusion::physical_plan::aggregates::{AggregateExec, aggregate_expressions, evaluate_many};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
@@ -41,11 +41,6 @@ impl ViewGroupedAggregateExec {
             max_groups,
             metrics: ExecutionPlanMetricsSet::new(),
         }
-    }
-
-    /// The aggregate this plan computes.
-    pub fn aggregate(&self) -> &AggregateExec {
-        &self.aggregate
     }
 }
 
@@ -92,11 +87,9 @@ impl ExecutionPlan for ViewGroupedAggregateExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let [input] = <[_; 1]>::try_from(children).map_err(|_| {
-            datafusion::error::DataFusionError::Internal(
-                "ViewGroupedAggregateExec takes one input".into(),
-            )
-        })?;
+        let Ok([input]) = <[_; 1]>::try_from(children) else {
+            return internal_err!("ViewGroupedAggregateExec takes one input");
+        };
         let old = &self.aggregate;
         let aggregate = AggregateExec::try_new(
             *old.mode(),
@@ -120,9 +113,12 @@ impl ExecutionPlan for ViewGroupedAggregateExec {
         let input = self.aggregate.input().execute(partition, context.clone())?;
         let reservation = MemoryConsumer::new(format!("ViewGroupedAggregate[{partition}]"))
             .register(context.memory_pool());
+        let arguments =
+            aggregate_expressions(self.aggregate.aggr_expr(), self.aggregate.mode(), 0)?;
         let grouping = Grouping {
             input,
             plan: self.aggregate.clone(),
+            arguments,
             keys: GroupKeys::new(self.aggregate.group_expr().expr().len()),
             accumulators: accumulators(&self.aggregate)?,
             ids: Vec::new(),
@@ -165,6 +161,8 @@ fn accumulators(aggregate: &AggregateExec) -> Result<Vec<Box<dyn GroupsAccumulat
 struct Grouping {
     input: SendableRecordBatchStream,
     plan: Arc<AggregateExec>,
+    /// Each aggregate's argument expressions, planned once.
+    arguments: Vec<Vec<Arc<dyn PhysicalExpr>>>,
     keys: GroupKeys,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     ids: Vec<usize>,
@@ -219,24 +217,19 @@ impl Grouping {
         };
         self.keys.intern(&keys, &mut self.ids);
         let groups = self.keys.len();
-        let plan = self.plan.clone();
-        for ((accumulator, aggregate), filter) in self
+        let values = evaluate_many(&self.arguments, batch)?;
+        for ((accumulator, values), filter) in self
             .accumulators
             .iter_mut()
-            .zip(plan.aggr_expr())
-            .zip(plan.filter_expr())
+            .zip(&values)
+            .zip(self.plan.filter_expr())
         {
-            let values = aggregate
-                .expressions()
-                .iter()
-                .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
-                .collect::<Result<Vec<ArrayRef>>>()?;
             let filter = filter
                 .as_ref()
                 .map(|f| f.evaluate(batch).and_then(|v| v.into_array(rows)))
                 .transpose()?;
             let filter = filter.as_ref().map(|f| f.as_boolean());
-            accumulator.update_batch(&values, &self.ids, filter, groups)?;
+            accumulator.update_batch(values, &self.ids, filter, groups)?;
         }
         timer.done();
         if groups >= self.max_groups || self.reservation.try_resize(self.size()).is_err() {
