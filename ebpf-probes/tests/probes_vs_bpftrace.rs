@@ -92,9 +92,6 @@ fn median_slot(slots: &[u64]) -> usize {
     }
     slots.len() - 1
 }
-/// Runs bpftrace `script` and our probes over the same window while
-/// `workload` runs, then compares sample rates (within 10 %) and median
-/// log2 slots (within one) of bpftrace's `hist()` and `ours(totals)`.
 /// Starts bpftrace on `script` and returns once its probes are attached
 /// (its `BEGIN` has run: "Attaching N probes" comes before the attaching,
 /// and a SIGINT that arrives during it is lost, leaving bpftrace running).
@@ -158,6 +155,55 @@ impl Interrupter {
     }
 }
 
+/// Which part of the window a sample fell in: bpftrace's `@gate`, set by
+/// the test thread's `getpgid(GATE_OPEN)` and `getpgid(GATE_SHUT)`.
+const GATE_OPEN: i32 = 1;
+const GATE_SHUT: i32 = 2;
+
+/// Keys `script`'s `@usecs` histogram by `@gate`, which the test thread
+/// moves with `getpgid(n)` calls right beside our own drains. bpftrace
+/// then counts exactly our window: a CI run under load had bpftrace take
+/// about a second to act on its SIGINT, and the extra second's samples
+/// made its rate 21 % higher than ours.
+fn gated(script: &str) -> String {
+    let gate = format!(
+        "tracepoint:syscalls:sys_enter_getpgid /tid == {}/ {{ @gate = args->pid; }}\n",
+        current_tid()
+    );
+    assert!(
+        script.contains("@usecs = hist("),
+        "script without @usecs: {script}"
+    );
+    gate + &script.replace("@usecs = hist(", "@usecs[@gate] = hist(")
+}
+
+fn current_tid() -> i64 {
+    // SAFETY: gettid has no preconditions.
+    i64::from(unsafe { libc::gettid() })
+}
+
+/// Moves bpftrace's `@gate` (see [`gated`]).
+fn move_gate(to: i32) {
+    // SAFETY: getpgid only reads its argument; its result is irrelevant.
+    unsafe { libc::getpgid(to) };
+}
+
+/// The histogram bpftrace printed for `@usecs[gate]`.
+fn gated_hist(out: &str, gate: i32) -> Vec<u64> {
+    let head = format!("@usecs[{gate}]:");
+    let section: Vec<&str> = out
+        .lines()
+        .skip_while(|l| l.trim() != head)
+        .skip(1)
+        .take_while(|l| !l.starts_with('@'))
+        .collect();
+    parse_hist(&section.join("\n"))
+}
+
+/// Runs bpftrace `script` (its histogram named `@usecs`) and our probes
+/// over the same window while `workload` runs, then compares sample rates
+/// (within 10 %) and median log2 slots (within one) of bpftrace's
+/// `hist()` and `ours(totals)`.
 fn compare(
     script: &str,
     config: ProbesConfig,
@@ -170,17 +216,17 @@ fn compare(
     let load = workload(stop.clone());
     // Ours first, then bpftrace; each count is divided by its own window.
     let mut probes = Probes::start(&config, &metrics).expect("probes load (as root)");
-    let (mut bt, lines) = bpftrace(script);
-    let bt_start = Instant::now();
+    let (mut bt, lines) = bpftrace(&gated(script));
     probes.collect();
-    let our_start = Instant::now();
+    move_gate(GATE_OPEN);
+    let start = Instant::now();
     let before = ours(&probes.totals);
     std::thread::sleep(Duration::from_secs(6));
     probes.collect();
-    let our_window = our_start.elapsed().as_secs_f64();
+    move_gate(GATE_SHUT);
+    let window = start.elapsed().as_secs_f64();
     // bpftrace prints its histogram on SIGINT.
     let interrupter = interrupt(&bt);
-    let bt_window = bt_start.elapsed().as_secs_f64();
     let after = ours(&probes.totals);
     let mine: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     let text: String = lines.map_while(Result::ok).collect::<Vec<_>>().join("\n");
@@ -189,17 +235,17 @@ fn compare(
     stop.store(true, Ordering::Relaxed);
     load.into_iter().for_each(|t| t.join().unwrap());
 
-    let theirs = parse_hist(&text);
+    let theirs = gated_hist(&text, GATE_OPEN);
     let n_ours = mine.iter().sum::<u64>() as f64;
     let n_theirs = theirs.iter().sum::<u64>() as f64;
     assert!(
         n_theirs >= min_samples,
         "too few samples to compare ({n_theirs}): {text}"
     );
-    let (r_ours, r_theirs) = (n_ours / our_window, n_theirs / bt_window);
+    let (r_ours, r_theirs) = (n_ours / window, n_theirs / window);
     let (m_ours, m_theirs) = (median_slot(&mine), median_slot(&theirs));
     eprintln!(
-        "ours {n_ours} in {our_window:.2} s ({r_ours:.0}/s), bpftrace {n_theirs} in {bt_window:.2} s ({r_theirs:.0}/s); median slots {m_ours} / {m_theirs}"
+        "ours {n_ours}, bpftrace {n_theirs} in {window:.2} s ({r_ours:.0}/s, {r_theirs:.0}/s); median slots {m_ours} / {m_theirs}"
     );
     let diff = (r_ours - r_theirs).abs() / r_theirs;
     assert!(
@@ -505,4 +551,8 @@ fn bpftrace_histograms_parse_into_log2_slots() {
     let out = "@usecs:\n[0]    3 |@|\n[1]    2 |@|\n[2, 4)   5 |@|\n[1K, 2K)   7 |@|\n";
     let s = parse_hist(out);
     assert_eq!((s[0], s[1], s[10]), (5, 5, 7));
+    let keyed = "@usecs[0]:\n[1]    9 |@|\n\n@usecs[1]:\n[0]    3 |@|\n[2, 4)   5 |@|\n\n@usecs[2]:\n[2, 4)   4 |@|\n";
+    let g = gated_hist(keyed, GATE_OPEN);
+    assert_eq!((g[0], g[1], g.iter().sum::<u64>()), (3, 5, 8));
+    assert_eq!(gated_hist(keyed, 7).iter().sum::<u64>(), 0);
 }
