@@ -52,6 +52,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     allocator::purge_promptly();
+    allocator::no_transparent_huge_pages();
     match dispatch(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
