@@ -4,9 +4,18 @@
 //! and purges only when the allocator runs again, so after a burst of
 //! ingest the process held ~540 MiB with 44 MiB of live data. The memory
 //! budget promises a bounded resident size, so freed pages go back to the
-//! kernel at once: measured with `sightline bench` at no loss of throughput
-//! (docs/benchmarks.md). Transparent huge pages are off, so that reusing
-//! a purged range costs the pages touched, not 2 MiB each.
+//! kernel after 10 ms instead ([`PURGE_DELAY_MS`]), and transparent huge
+//! pages are off, so that a retained or reused range costs the pages
+//! touched, not 2 MiB each (docs/benchmarks.md, "Session 11").
+
+/// How long freed memory stays resident before mimalloc returns it.
+///
+/// At 0 every query batch's buffers went back to the kernel and came back
+/// as fresh pages that the kernel zeroes: a fifth of a scan's CPU. 10 ms
+/// keeps them across the batches of one query; with huge pages on it broke
+/// the memory budget in 2 of 7 ingest runs, with them off it held in 10 of
+/// 10 (peak 401–467 MiB of 512).
+pub const PURGE_DELAY_MS: i64 = 10;
 
 /// `mi_option_purge_delay` in mimalloc's `mi_option_e` (the same position in
 /// mimalloc 2 and 3; the test below checks it against the documented default).
@@ -19,7 +28,7 @@ const ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 /// chose with `MIMALLOC_ALLOW_THP`.
 ///
 /// mimalloc asks for huge pages on its arenas (`MADV_HUGEPAGE`). With
-/// freed memory purged at once, every reuse of a purged range then faults
+/// freed memory purged at once (as before [`PURGE_DELAY_MS`]), every reuse of a purged range then faults
 /// in a whole 2 MiB page and the kernel zeroes all of it, however little
 /// is touched: 10 % of the server's CPU under ingest was that zeroing, and
 /// one `sightline bench` run peaked at 605 MiB with the 512 MiB budget.
@@ -34,7 +43,7 @@ pub fn no_transparent_huge_pages() {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
         return;
     }
-    // SAFETY: as in `purge_promptly`.
+    // SAFETY: as in `purge_soon`.
     unsafe { libmimalloc_sys::mi_option_set(ALLOW_THP, 0) };
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory.
     let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
@@ -46,12 +55,13 @@ pub fn no_transparent_huge_pages() {
     }
 }
 
-/// Makes mimalloc return freed memory to the kernel immediately, unless the
-/// operator chose a delay with `MIMALLOC_PURGE_DELAY`.
-pub fn purge_promptly() {
+/// Makes mimalloc return freed memory to the kernel after
+/// [`PURGE_DELAY_MS`], unless the operator chose a delay with
+/// `MIMALLOC_PURGE_DELAY`.
+pub fn purge_soon() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: setting an allocator option is thread-safe and takes a plain integer.
-        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) };
+        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS as _) };
     }
 }
 
@@ -67,9 +77,12 @@ mod tests {
         let default = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
             assert!(matches!(default, 1000 | 10), "option 15 is {default}");
-            purge_promptly();
+            purge_soon();
             // SAFETY: as above.
-            assert_eq!(unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) }, 0);
+            assert_eq!(
+                unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) },
+                PURGE_DELAY_MS as std::ffi::c_long
+            );
         }
     }
 

@@ -51,7 +51,7 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    allocator::purge_promptly();
+    allocator::purge_soon();
     allocator::no_transparent_huge_pages();
     match dispatch(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
