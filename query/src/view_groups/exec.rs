@@ -4,7 +4,9 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use arrow::buffer::NullBuffer;
+use arrow::compute::filter_record_batch;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Result, internal_err};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
@@ -29,6 +31,9 @@ use super::keys::GroupKeys;
 pub struct ViewGroupedAggregateExec {
     aggregate: Arc<AggregateExec>,
     max_groups: usize,
+    /// Positions of grouping keys whose null rows are skipped (a folded
+    /// `WHERE key IS NOT NULL`).
+    non_null_keys: Vec<usize>,
     metrics: ExecutionPlanMetricsSet,
 }
 
@@ -39,8 +44,17 @@ impl ViewGroupedAggregateExec {
         ViewGroupedAggregateExec {
             aggregate,
             max_groups,
+            non_null_keys: Vec::new(),
             metrics: ExecutionPlanMetricsSet::new(),
         }
+    }
+
+    /// Also skips the rows where any of the grouping keys at `keys`
+    /// (positions in the `GROUP BY`) is null, as a `WHERE key IS NOT NULL`
+    /// below would.
+    pub(super) fn skipping_null_keys(mut self, keys: Vec<usize>) -> Self {
+        self.non_null_keys = keys;
+        self
     }
 }
 
@@ -59,7 +73,12 @@ impl DisplayAs for ViewGroupedAggregateExec {
             "ViewGroupedAggregateExec: gby=[{}], aggr=[{}]",
             keys.join(", "),
             aggregates.join(", ")
-        )
+        )?;
+        if !self.non_null_keys.is_empty() {
+            let skipped: Vec<&str> = self.non_null_keys.iter().map(|k| keys[*k]).collect();
+            write!(f, ", skip nulls of [{}]", skipped.join(", "))?;
+        }
+        Ok(())
     }
 }
 
@@ -99,10 +118,10 @@ impl ExecutionPlan for ViewGroupedAggregateExec {
             input,
             old.input_schema(),
         )?;
-        Ok(Arc::new(ViewGroupedAggregateExec::new(
-            Arc::new(aggregate),
-            self.max_groups,
-        )))
+        let exec = ViewGroupedAggregateExec::new(Arc::new(aggregate), self.max_groups);
+        Ok(Arc::new(
+            exec.skipping_null_keys(self.non_null_keys.clone()),
+        ))
     }
 
     fn execute(
@@ -120,6 +139,7 @@ impl ExecutionPlan for ViewGroupedAggregateExec {
             plan: self.aggregate.clone(),
             arguments,
             keys: GroupKeys::new(self.aggregate.group_expr().expr().len()),
+            non_null_keys: self.non_null_keys.clone(),
             accumulators: accumulators(&self.aggregate)?,
             ids: Vec::new(),
             max_groups: self.max_groups,
@@ -164,6 +184,7 @@ struct Grouping {
     /// Each aggregate's argument expressions, planned once.
     arguments: Vec<Vec<Arc<dyn PhysicalExpr>>>,
     keys: GroupKeys,
+    non_null_keys: Vec<usize>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     ids: Vec<usize>,
     max_groups: usize,
@@ -200,14 +221,19 @@ impl Grouping {
     /// group: the final aggregation merges them).
     fn aggregate(&mut self, batch: &RecordBatch) -> Result<()> {
         let timer = self.metrics.elapsed_compute().timer();
+        let kept;
+        let batch = match self.rows_with_keys(batch)? {
+            Some(mask) => {
+                kept = filter_record_batch(batch, &mask)?;
+                &kept
+            }
+            None => batch,
+        };
         let rows = batch.num_rows();
-        let keys = self
-            .plan
-            .group_expr()
-            .expr()
-            .iter()
-            .map(|(key, _)| key.evaluate(batch).and_then(|k| k.into_array(rows)))
-            .collect::<Result<Vec<ArrayRef>>>()?;
+        if rows == 0 {
+            return Ok(());
+        }
+        let keys = self.keys_of(batch)?;
         let Some(keys) = keys
             .iter()
             .map(|k| k.as_string_view_opt())
@@ -236,6 +262,31 @@ impl Grouping {
             self.emit()?;
         }
         Ok(())
+    }
+
+    fn keys_of(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        let rows = batch.num_rows();
+        self.plan
+            .group_expr()
+            .expr()
+            .iter()
+            .map(|(key, _)| key.evaluate(batch).and_then(|k| k.into_array(rows)))
+            .collect()
+    }
+
+    /// The rows to keep when some keys must not be null and some are:
+    /// `None` when every row stays.
+    fn rows_with_keys(&self, batch: &RecordBatch) -> Result<Option<BooleanArray>> {
+        if self.non_null_keys.is_empty() {
+            return Ok(None);
+        }
+        let keys = self.keys_of(batch)?;
+        let valid = self.non_null_keys.iter().fold(None, |valid, k| {
+            NullBuffer::union(valid.as_ref(), keys[*k].logical_nulls().as_ref())
+        });
+        Ok(valid
+            .filter(|v| v.null_count() > 0)
+            .map(|v| BooleanArray::new(v.into_inner(), None)))
     }
 
     fn size(&self) -> usize {

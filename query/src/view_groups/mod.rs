@@ -35,8 +35,11 @@ use arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::config::ConfigOptions;
+use datafusion::physical_expr::expressions::{Column, IsNotNullExpr};
+use datafusion::physical_expr::split_conjunction;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::{ExecutionPlan, InputOrderMode};
 
 pub use exec::ViewGroupedAggregateExec;
@@ -88,7 +91,13 @@ impl PhysicalOptimizerRule for GroupByViews {
             if !qualifies(aggregate)? {
                 return Ok(Transformed::no(node));
             }
-            let exec = ViewGroupedAggregateExec::new(Arc::new(aggregate.clone()), self.max_groups);
+            let exec = match without_not_null_filter(aggregate)? {
+                Some((aggregate, keys)) => {
+                    ViewGroupedAggregateExec::new(Arc::new(aggregate), self.max_groups)
+                        .skipping_null_keys(keys)
+                }
+                None => ViewGroupedAggregateExec::new(Arc::new(aggregate.clone()), self.max_groups),
+            };
             Ok(Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>))
         })
         .map(|t| t.data)
@@ -101,6 +110,55 @@ impl PhysicalOptimizerRule for GroupByViews {
     fn schema_check(&self) -> bool {
         true
     }
+}
+
+/// For an aggregation over `WHERE k IS NOT NULL [AND …]`, every conjunct
+/// on a grouping key column `k`: the same aggregation over the filter's
+/// input, and the positions of those keys, whose null rows the exec then
+/// skips itself (`SELECT route, avg(d) … WHERE route IS NOT NULL GROUP BY
+/// route`, the usual way to drop the null group).
+///
+/// `FilterExec` copies the rows it keeps into new batches, and a coalesce
+/// copies their strings into new buffers, so each row's view is new and
+/// misses the interner's cache; the exec drops the rows instead and still
+/// sees the views as the scan decoded them.
+fn without_not_null_filter(
+    aggregate: &AggregateExec,
+) -> Result<Option<(AggregateExec, Vec<usize>)>> {
+    let Some(filter) = aggregate.input().downcast_ref::<FilterExec>() else {
+        return Ok(None);
+    };
+    if filter.projection().is_some() || filter.fetch().is_some() {
+        return Ok(None);
+    }
+    let key_columns: Vec<Option<usize>> = aggregate
+        .group_expr()
+        .expr()
+        .iter()
+        .map(|(key, _)| key.downcast_ref::<Column>().map(Column::index))
+        .collect();
+    let mut keys = Vec::new();
+    for conjunct in split_conjunction(filter.predicate()) {
+        let column = conjunct
+            .downcast_ref::<IsNotNullExpr>()
+            .and_then(|e| e.arg().downcast_ref::<Column>());
+        let Some(column) = column else {
+            return Ok(None);
+        };
+        let Some(key) = key_columns.iter().position(|k| *k == Some(column.index())) else {
+            return Ok(None);
+        };
+        keys.push(key);
+    }
+    let folded = AggregateExec::try_new(
+        *aggregate.mode(),
+        aggregate.group_expr().clone(),
+        aggregate.aggr_expr().to_vec(),
+        aggregate.filter_expr().to_vec(),
+        filter.input().clone(),
+        aggregate.input_schema(),
+    )?;
+    Ok(Some((folded, keys)))
 }
 
 fn qualifies(aggregate: &AggregateExec) -> Result<bool> {
@@ -274,6 +332,46 @@ mod tests {
         for sql in queries {
             let (emitted, _) = assert_same(GroupByViews::default(), 20_000, 50, sql).await;
             assert_eq!(emitted, None, "{sql}");
+        }
+    }
+
+    /// The physical plan of `sql`, as `EXPLAIN` shows it.
+    async fn plan_text(ctx: &SessionContext, sql: &str) -> String {
+        let plan = ctx.sql(sql).await.unwrap().create_physical_plan().await;
+        let plan = plan.unwrap();
+        datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(true)
+            .to_string()
+    }
+
+    #[tokio::test]
+    async fn not_null_filters_on_keys_are_skipped_rows() {
+        let folded = [
+            "SELECT route, avg(d) AS a, max(d), count(*) FROM t WHERE route IS NOT NULL GROUP BY 1",
+            "SELECT service, route, count(*), sum(d) FROM t \
+             WHERE route IS NOT NULL AND service IS NOT NULL GROUP BY 1, 2",
+            "SELECT service, route, min(d) FROM t WHERE service IS NOT NULL GROUP BY 1, 2",
+            "SELECT route, count(*) FILTER (WHERE status = 2), count(d) FROM t \
+             WHERE route IS NOT NULL GROUP BY 1",
+        ];
+        let kept = [
+            "SELECT route, count(*) FROM t WHERE service IS NOT NULL GROUP BY 1",
+            "SELECT route, count(*) FROM t WHERE route IS NOT NULL AND d > 0 GROUP BY 1",
+            "SELECT service, route, count(*) FROM t \
+             WHERE route IS NOT NULL OR service IS NOT NULL GROUP BY 1, 2",
+            "SELECT lower(route), count(*) FROM t WHERE route IS NOT NULL GROUP BY 1",
+        ];
+        let ctx = context(Some(GroupByViews::default()), table(20_000, 50));
+        for (sql, fold) in folded
+            .iter()
+            .map(|q| (q, true))
+            .chain(kept.iter().map(|q| (q, false)))
+        {
+            let (emitted, _) = assert_same(GroupByViews::default(), 20_000, 50, sql).await;
+            assert!(emitted.is_some(), "{sql}");
+            let plan = plan_text(&ctx, sql).await;
+            assert_eq!(plan.contains("skip nulls of"), fold, "{sql}\n{plan}");
+            assert_eq!(plan.contains("FilterExec"), !fold, "{sql}\n{plan}");
         }
     }
 
