@@ -90,7 +90,10 @@ def main():
                                    "--storage-compaction-interval", "10s"]).start()
     total = sightline_sql(server, "SELECT count(*) AS n FROM spans")[0]["n"]
     while total < args.spans:
-        subprocess.run([args.bin, "bench", "--endpoint", f"http://{server.grpc_endpoint}", "--duration", "30s"],
+        # Fresh ids per request: a re-sent pool would put each trace in the
+        # files ~20 times over (and make the trace lookup find it 20 times).
+        subprocess.run([args.bin, "bench", "--endpoint", f"http://{server.grpc_endpoint}", "--duration", "30s",
+                        "--fresh-ids"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         total = sightline_sql(server, "SELECT count(*) AS n FROM spans")[0]["n"]
         print(f"loaded {total} spans", file=sys.stderr)

@@ -51,6 +51,12 @@ pub struct BenchArgs {
     /// Compress requests with gzip (as most SDKs do by default).
     #[arg(long)]
     pub gzip: bool,
+    /// Give every request fresh ids as it is sent, instead of re-sending a
+    /// pool of 524,288 pre-encoded spans (~3 s of load): for loading data
+    /// to query, where a trace sent twice would be found twice. A
+    /// generator thread encodes them, so it takes CPU from the server.
+    #[arg(long)]
+    pub fresh_ids: bool,
 }
 
 /// Figures of one run.
@@ -135,53 +141,42 @@ async fn send_load(
         .connect()
         .await
         .with_context(|| format!("cannot connect to {endpoint}"))?;
-    let mut rng = workload::rng(99);
-    let encoded: Arc<Vec<(Bytes, u64)>> = Arc::new(
-        (0..PREENCODED)
-            .map(|i| {
-                let mut req = pool[i % pool.len()].clone();
-                workload::refresh(&mut req, &mut rng);
-                (Bytes::from(req.encode_to_vec()), workload::span_count(&req))
-            })
-            .collect(),
-    );
+    let requests = Arc::new(match args.fresh_ids {
+        true => Requests::fresh(pool.to_vec()),
+        false => Requests::pool(pool),
+    });
     let acked = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + args.duration;
     let path =
         PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
-    // One sequence for all workers: each send takes the next request of
-    // the pool. (Each worker used to stride through the pool from its own
-    // start, so workers 7 apart sent the very same requests moments apart,
-    // and flush files held repeats that flattered bytes per span.)
-    let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
         let mut grpc = tonic::client::Grpc::new(channel.clone());
         if args.gzip {
             grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
         }
-        let (encoded, acked, refused, path, next) = (
-            encoded.clone(),
+        let (requests, acked, refused, path) = (
+            requests.clone(),
             acked.clone(),
             refused.clone(),
             path.clone(),
-            next.clone(),
         );
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                let (body, spans) = &encoded[i % encoded.len()];
+                let Some((body, spans)) = requests.next().await else {
+                    break;
+                };
                 grpc.ready()
                     .await
                     .map_err(|e| anyhow::anyhow!("channel failed: {e}"))?;
                 let reply = grpc
-                    .unary(tonic::Request::new(body.clone()), path.clone(), RawCodec)
+                    .unary(tonic::Request::new(body), path.clone(), RawCodec)
                     .await;
                 match reply {
                     Ok(_) => {
-                        acked.fetch_add(*spans, Ordering::Relaxed);
+                        acked.fetch_add(spans, Ordering::Relaxed);
                     }
                     Err(s) if s.code() == tonic::Code::Unavailable => {
                         refused.fetch_add(1, Ordering::Relaxed);
@@ -201,6 +196,73 @@ async fn send_load(
         refused.load(Ordering::Relaxed),
         start.elapsed(),
     ))
+}
+
+/// Where the workers take their next request body (and its span count).
+enum Requests {
+    /// The pre-encoded pool, in one sequence for all workers. (Each worker
+    /// used to stride through it from its own start, so workers 7 apart
+    /// sent the very same requests moments apart, and flush files held
+    /// repeats that flattered bytes per span.)
+    Pool {
+        encoded: Vec<(Bytes, u64)>,
+        next: AtomicU64,
+    },
+    /// Requests refreshed and encoded as they are needed (`--fresh-ids`).
+    Fresh(tokio::sync::Mutex<tokio::sync::mpsc::Receiver<(Bytes, u64)>>),
+}
+
+impl Requests {
+    /// [`PREENCODED`] requests from `templates`, each with its own ids.
+    fn pool(templates: &[ExportTraceServiceRequest]) -> Requests {
+        let mut rng = salts();
+        let encoded = (0..PREENCODED)
+            .map(|i| encoded(&templates[i % templates.len()], &mut rng))
+            .collect();
+        Requests::Pool {
+            encoded,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// An endless supply from a generator thread, which ends when the
+    /// receiving side is dropped.
+    fn fresh(templates: Vec<ExportTraceServiceRequest>) -> Requests {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        std::thread::spawn(move || {
+            let mut rng = salts();
+            for template in templates.iter().cycle() {
+                if tx.blocking_send(encoded(template, &mut rng)).is_err() {
+                    return;
+                }
+            }
+        });
+        Requests::Fresh(tokio::sync::Mutex::new(rx))
+    }
+
+    async fn next(&self) -> Option<(Bytes, u64)> {
+        match self {
+            Requests::Pool { encoded, next } => {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                Some(encoded[i % encoded.len()].clone())
+            }
+            Requests::Fresh(rx) => rx.lock().await.recv().await,
+        }
+    }
+}
+
+/// The random source of the ids' salts, seeded from the clock: a fixed
+/// seed gave every run the same ids, so loading a server in several runs
+/// (as the SQL bench does) stored each trace once per run.
+fn salts() -> rand::rngs::StdRng {
+    workload::rng(collector::ingest::now_nanos())
+}
+
+/// `template` with fresh ids and current times, encoded.
+fn encoded(template: &ExportTraceServiceRequest, rng: &mut rand::rngs::StdRng) -> (Bytes, u64) {
+    let mut req = template.clone();
+    workload::refresh(&mut req, rng);
+    (Bytes::from(req.encode_to_vec()), workload::span_count(&req))
 }
 
 /// Requests encoded up front (each with its own ids): 1,024 × 512 spans

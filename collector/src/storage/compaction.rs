@@ -32,8 +32,12 @@ use crate::schema::Table;
 /// Rows per batch read from a source file.
 const READ_BATCH_ROWS: usize = 8192;
 
-/// Rows per row group of an unsorted merge: the writer's default limit.
-const ROW_GROUP_ROWS: usize = parquet::file::properties::DEFAULT_MAX_ROW_GROUP_ROW_COUNT;
+/// Rows per row group of an unsorted merge (spans, logs): about what a
+/// flush writes. A trace lookup decodes the `trace_id` column of every row
+/// group whose bloom filter lets it through; with the writer's default of
+/// 1 Mi rows that was 2 M rows for a 5-span trace (docs/benchmarks.md,
+/// "Session 11").
+const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// Bytes the upload buffers before it sends a part.
 const UPLOAD_PART_BYTES: usize = 8 << 20;

@@ -177,9 +177,9 @@ pub fn writer_properties(
     writer_properties_for(table, metadata, |col| distinct_ids(batches, col))
 }
 
-/// Writer settings for row groups of about `group_rows` rows like
-/// `sample`: the bloom filters are sized by the sample's distinct ids
-/// scaled to the row group (for files written before all rows are seen).
+/// Writer settings for row groups of `group_rows` rows like `sample`: the
+/// bloom filters are sized by the sample's distinct ids scaled to the row
+/// group (for files written before all rows are seen).
 pub fn writer_properties_scaled(
     table: Table,
     metadata: Vec<KeyValue>,
@@ -187,10 +187,14 @@ pub fn writer_properties_scaled(
     group_rows: usize,
 ) -> WriterProperties {
     let rows: usize = sample.iter().map(|b| b.num_rows()).sum::<usize>().max(1);
-    writer_properties_for(table, metadata, |col| {
+    let props = writer_properties_for(table, metadata, |col| {
         let distinct = distinct_ids(sample, col) as f64;
-        (distinct * group_rows.max(rows) as f64 / rows as f64).ceil() as usize
-    })
+        (distinct * group_rows as f64 / rows as f64).ceil() as usize
+    });
+    props
+        .into_builder()
+        .set_max_row_group_row_count(Some(group_rows.max(1)))
+        .build()
 }
 
 fn writer_properties_for(
