@@ -274,8 +274,8 @@ impl Drop for MergedFile<'_> {
 /// each chunk one row group, so a series' points stay together. Spans and
 /// logs keep arrival order, as their flushes do: it is the smallest on disk
 /// (sorting 5 M spans by service and time in 32 MiB chunks made them 16 %
-/// larger) and needs no copy; the writer then cuts row groups at its
-/// default size.
+/// larger) and needs no copy; the writer then cuts row groups of
+/// [`ROW_GROUP_ROWS`].
 fn encode_chunk(
     table: Table,
     meta: Vec<KeyValue>,
