@@ -15,7 +15,7 @@
 /// keeps them across the batches of one query; with huge pages on it broke
 /// the memory budget in 2 of 7 ingest runs, with them off it held in 10 of
 /// 10 (peak 401–467 MiB of 512).
-pub const PURGE_DELAY_MS: i64 = 10;
+pub const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
 /// `mi_option_purge_delay` in mimalloc's `mi_option_e` (the same position in
 /// mimalloc 2 and 3; the test below checks it against the documented default).
@@ -28,9 +28,9 @@ const ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 /// chose with `MIMALLOC_ALLOW_THP`.
 ///
 /// mimalloc asks for huge pages on its arenas (`MADV_HUGEPAGE`). With
-/// freed memory purged at once (as before [`PURGE_DELAY_MS`]), every reuse of a purged range then faults
-/// in a whole 2 MiB page and the kernel zeroes all of it, however little
-/// is touched: 10 % of the server's CPU under ingest was that zeroing, and
+/// freed memory purged at once (as before [`PURGE_DELAY_MS`]), every reuse
+/// of a purged range faulted in a whole 2 MiB page and the kernel zeroed
+/// all of it, however little was touched: 10 % of the server's CPU under ingest was that zeroing, and
 /// one `sightline bench` run peaked at 605 MiB with the 512 MiB budget.
 /// With 4 KiB pages the same runs used 10 % less CPU per span and peaked
 /// at 405–414 MiB (docs/benchmarks.md, "Session 11").
@@ -61,7 +61,7 @@ pub fn no_transparent_huge_pages() {
 pub fn purge_soon() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: setting an allocator option is thread-safe and takes a plain integer.
-        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS as _) };
+        unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, PURGE_DELAY_MS) };
     }
 }
 
@@ -81,7 +81,7 @@ mod tests {
             // SAFETY: as above.
             assert_eq!(
                 unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) },
-                PURGE_DELAY_MS as std::ffi::c_long
+                PURGE_DELAY_MS
             );
         }
     }

@@ -280,10 +280,16 @@ impl Grouping {
         if self.non_null_keys.is_empty() {
             return Ok(None);
         }
-        let keys = self.keys_of(batch)?;
-        let valid = self.non_null_keys.iter().fold(None, |valid, k| {
-            NullBuffer::union(valid.as_ref(), keys[*k].logical_nulls().as_ref())
-        });
+        // Only the keys that must not be null: the others may be computed.
+        let group_by = self.plan.group_expr().expr();
+        let mut valid: Option<NullBuffer> = None;
+        for k in &self.non_null_keys {
+            let key = group_by[*k]
+                .0
+                .evaluate(batch)?
+                .into_array(batch.num_rows())?;
+            valid = NullBuffer::union(valid.as_ref(), key.logical_nulls().as_ref());
+        }
         Ok(valid
             .filter(|v| v.null_count() > 0)
             .map(|v| BooleanArray::new(v.into_inner(), None)))
