@@ -427,3 +427,27 @@ async fn parquet_totals(dir: &Path) -> anyhow::Result<(u64, u64)> {
     }
     Ok((bytes, rows))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[tokio::test]
+    async fn workers_share_one_sequence_and_fresh_requests_never_repeat() {
+        let templates = workload::request_pool(4, 8, 2, 7);
+        // Each call is a send by some worker: the whole pool goes out once
+        // before any request is sent again.
+        let pool = Requests::pool(&templates);
+        let mut seen = HashSet::new();
+        for _ in 0..PREENCODED {
+            assert!(seen.insert(pool.next().await.unwrap().0));
+        }
+        assert!(!seen.insert(pool.next().await.unwrap().0));
+        let fresh = Requests::fresh(templates);
+        let mut seen = HashSet::new();
+        for _ in 0..2 * PREENCODED {
+            assert!(seen.insert(fresh.next().await.unwrap().0));
+        }
+    }
+}

@@ -222,6 +222,19 @@ async fn compacted_spans_keep_arrival_order() {
     );
 }
 
+#[tokio::test]
+async fn compacted_spans_are_cut_into_row_groups_of_128_ki_rows() {
+    // Small row groups keep a trace lookup to the few its bloom filters pass.
+    let t0 = now();
+    let (dir, cfg, ingest) = four_files(|k| spans(50_000, t0 + k * 100_000, k * 100_000)).await;
+    merge_all(&ingest, &cfg, Table::Spans, 8 << 20).await;
+    let sizes: Vec<usize> = row_groups(dir.path())
+        .iter()
+        .map(|g| g.iter().map(|b| b.num_rows()).sum())
+        .collect();
+    assert_eq!(sizes, [128 * 1024, 200_000 - 128 * 1024]);
+}
+
 /// Gauge points of `series` series, `n` per series, at `t0 + i * step + shift`.
 fn gauges(series: u64, n: u64, t0: u64, shift: u64) -> Payload {
     use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
