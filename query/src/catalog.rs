@@ -21,7 +21,6 @@ use datafusion::common::{DFSchema, Result as DfResult, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -32,6 +31,7 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 
 use crate::hold::HoldFiles;
+use crate::indexed_reader::IndexedReaderFactory;
 use crate::{text, views};
 
 /// The URL the store is registered under in DataFusion's runtime.
@@ -132,13 +132,14 @@ impl StoreTable {
         // column was most of opening a file, so `IS NOT NULL` and friends
         // (which keep most pages) go without it.
         let page_index = pushable.iter().any(bounds_values);
-        // Footers (and page indexes once read) are cached in the runtime,
-        // as DataFusion's own listing tables do: files never change.
+        // Footers, with their page index once a scan wanted it, are cached
+        // in the runtime: files never change.
         let runtime = state.runtime_env();
         let store = runtime.object_store(ObjectStoreUrl::parse(STORE_URL)?)?;
-        let readers = CachedParquetFileReaderFactory::new(
+        let readers = IndexedReaderFactory::new(
             store,
             runtime.cache_manager.get_file_metadata_cache(),
+            page_index,
         );
         let mut source = ParquetSource::new(self.scanned.clone())
             .with_parquet_file_reader_factory(Arc::new(readers))

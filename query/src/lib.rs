@@ -20,6 +20,7 @@ pub mod error;
 pub mod events;
 pub mod hex_ids;
 pub mod hold;
+pub mod indexed_reader;
 pub mod pgwire;
 pub mod profiles;
 pub mod prometheus;

@@ -20,6 +20,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Pla
 use futures::StreamExt;
 
 use super::keys::GroupKeys;
+use super::percentile::DigestGroups;
 
 /// A partial [`AggregateExec`] keyed by `Utf8View` columns, computing the
 /// same output with [`GroupKeys`] group ids and DataFusion's own groups
@@ -161,13 +162,17 @@ impl ExecutionPlan for ViewGroupedAggregateExec {
 
 /// One groups accumulator per aggregate, as DataFusion's own hash
 /// aggregation makes them: the function's, or an adapter over its plain
-/// accumulators (`approx_percentile_cont`, for one).
+/// accumulators; but [`DigestGroups`] for `approx_percentile_cont`, whose
+/// adapter spent most of its time re-merging t-digests.
 fn accumulators(aggregate: &AggregateExec) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
     aggregate
         .aggr_expr()
         .iter()
         .map(|a| match a.groups_accumulator_supported() {
             true => a.create_groups_accumulator(),
+            false if let Some(digests) = DigestGroups::for_aggregate(a) => {
+                Ok(Box::new(digests) as Box<dyn GroupsAccumulator>)
+            }
             false => {
                 let a = a.clone();
                 let adapter = GroupsAccumulatorAdapter::new(move || a.create_accumulator());
