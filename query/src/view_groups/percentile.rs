@@ -200,7 +200,8 @@ impl GroupsAccumulator for DigestGroups {
     /// centroids as a list of mean, weight pairs.
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let digests = self.take(emit_to);
-        let mut columns: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(digests.len()); 5];
+        let mut columns: Vec<Vec<ScalarValue>> =
+            (0..5).map(|_| Vec::with_capacity(digests.len())).collect();
         let mut centroids = Vec::new();
         let mut lengths = Vec::with_capacity(digests.len());
         for d in &digests {
