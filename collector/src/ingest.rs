@@ -366,7 +366,13 @@ impl Ingest {
         if accepted == 0 {
             return Ok(rejected);
         }
-        let estimate = payload.encoded_len() * IN_FLIGHT_FACTOR;
+        // The body's length when it is the payload's encoding: computing
+        // `encoded_len` walks every field of every span again.
+        let encoded_len = match &original {
+            Some(b) if rejected.count == 0 => b.len(),
+            _ => payload.encoded_len(),
+        };
+        let estimate = encoded_len * IN_FLIGHT_FACTOR;
         let reserved = match transport {
             Transport::Internal => self.inner.budget.try_reserve_priority(estimate),
             _ => self.inner.budget.try_reserve(estimate),
