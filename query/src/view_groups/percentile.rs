@@ -14,6 +14,7 @@
 use std::mem::size_of;
 use std::sync::Arc;
 
+use arrow::array::new_empty_array;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray};
 use arrow::buffer::OffsetBuffer;
 use arrow::compute::cast;
@@ -216,9 +217,16 @@ impl GroupsAccumulator for DigestGroups {
             centroids.extend(means_and_weights.values().iter().copied());
             lengths.push(means_and_weights.len());
         }
+        // `iter_to_array` cannot type an empty column: no groups, no rows.
+        let f = DataType::Float64;
+        let types = [DataType::UInt64, f.clone(), f.clone(), f.clone(), f];
         let mut arrays = columns
             .into_iter()
-            .map(ScalarValue::iter_to_array)
+            .zip(types)
+            .map(|(column, t)| match column.is_empty() {
+                true => Ok(new_empty_array(&t)),
+                false => ScalarValue::iter_to_array(column),
+            })
             .collect::<Result<Vec<_>>>()?;
         let item = Arc::new(Field::new_list_field(DataType::Float64, true));
         arrays.push(Arc::new(ListArray::try_new(
@@ -349,6 +357,16 @@ mod tests {
             got.value(1)
         );
         assert!((got.value(1) - 1500.0).abs() < 30.0, "{}", got.value(1));
+    }
+
+    #[test]
+    fn no_groups_give_an_empty_state() {
+        let acc = groups(0.5);
+        let values: ArrayRef = Arc::new(Float64Array::from(Vec::<f64>::new()));
+        let state = acc.convert_to_state(&[values], None).unwrap();
+        assert_eq!(state.len(), 6);
+        assert!(state.iter().all(|c| c.is_empty()));
+        assert_eq!(state[0].data_type(), &DataType::UInt64);
     }
 
     #[test]
