@@ -5,5 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release --bin sightline
+# The same build `make run` makes (with the probes when their toolchain is
+# there), so the figures are those of the binary users run.
+read -r -a features <<<"$(scripts/ebpf-toolchain.sh --check)"
+cargo build --release --bin sightline "${features[@]}"
 exec "${CARGO_TARGET_DIR:-target}/release/sightline" bench "$@"
