@@ -366,13 +366,13 @@ impl Ingest {
         if accepted == 0 {
             return Ok(rejected);
         }
-        // The body's length when it is the payload's encoding: computing
-        // `encoded_len` walks every field of every span again.
-        let encoded_len = match &original {
-            Some(b) if rejected.count == 0 => b.len(),
-            _ => payload.encoded_len(),
+        // What the WAL stores (the body itself when every item was kept);
+        // its length sizes the reservation.
+        let bytes = match original {
+            Some(b) if rejected.count == 0 => b,
+            _ => Bytes::from(payload.encode_to_vec()),
         };
-        let estimate = encoded_len * IN_FLIGHT_FACTOR;
+        let estimate = bytes.len() * IN_FLIGHT_FACTOR;
         let reserved = match transport {
             Transport::Internal => self.inner.budget.try_reserve_priority(estimate),
             _ => self.inner.budget.try_reserve(estimate),
@@ -383,10 +383,6 @@ impl Ingest {
             return Err(err);
         }
         let received_at = now_nanos();
-        let bytes = match original {
-            Some(b) if rejected.count == 0 => b,
-            _ => Bytes::from(payload.encode_to_vec()),
-        };
         let lsn = match self.inner.wal.append(signal, received_at, bytes).await {
             Ok(lsn) => lsn,
             Err(e) => {

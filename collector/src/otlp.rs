@@ -136,16 +136,6 @@ impl Payload {
         }
     }
 
-    /// Size of the protobuf encoding.
-    pub fn encoded_len(&self) -> usize {
-        match self {
-            Payload::Traces(r) => r.encoded_len(),
-            Payload::Metrics(r) => r.encoded_len(),
-            Payload::Logs(r) => r.encoded_len(),
-            Payload::Profiles(b) => b.get_array_memory_size(),
-        }
-    }
-
     /// Number of items: spans, metric data points or log records.
     pub fn item_count(&self) -> u64 {
         match self {

@@ -15,10 +15,8 @@ use std::mem::size_of;
 use std::sync::Arc;
 
 use arrow::array::new_empty_array;
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, ListArray};
-use arrow::buffer::OffsetBuffer;
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Float64Type};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array};
+use arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::{Result, ScalarValue, internal_err};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::PhysicalExpr;
@@ -41,8 +39,6 @@ pub struct DigestGroups {
     pending: Vec<Vec<u64>>,
     /// The floats of the chunk being merged.
     sorted: Vec<f64>,
-    /// Bytes held by `digests` and `pending`, kept as they change.
-    bytes: usize,
 }
 
 impl DigestGroups {
@@ -84,13 +80,11 @@ impl DigestGroups {
             digests: Vec::new(),
             pending: Vec::new(),
             sorted: Vec::new(),
-            bytes: 0,
         })
     }
 
     fn resize(&mut self, groups: usize) {
         if self.digests.len() < groups {
-            self.bytes += (groups - self.digests.len()) * group_bytes(self.max_size);
             self.digests.resize(groups, TDigest::new(self.max_size));
             self.pending.resize_with(groups, Vec::new);
         }
@@ -118,9 +112,7 @@ impl DigestGroups {
         };
         (0..n).for_each(|g| self.fold(g));
         self.pending.drain(..n).for_each(drop);
-        let taken: Vec<TDigest> = self.digests.drain(..n).collect();
-        self.bytes = self.bytes.saturating_sub(n * group_bytes(self.max_size));
-        taken
+        self.digests.drain(..n).collect()
     }
 }
 
@@ -149,18 +141,6 @@ fn literal(expr: &Arc<dyn PhysicalExpr>) -> Option<&ScalarValue> {
     expr.downcast_ref::<Literal>().map(Literal::value)
 }
 
-/// The first argument as floats (the function's signature casts it, but a
-/// plan built by hand may not have).
-fn floats(values: &[ArrayRef]) -> Result<ArrayRef> {
-    let Some(v) = values.first() else {
-        return internal_err!("approx_percentile_cont without an argument");
-    };
-    match v.data_type() {
-        DataType::Float64 => Ok(Arc::clone(v)),
-        _ => Ok(cast(v, &DataType::Float64)?),
-    }
-}
-
 impl GroupsAccumulator for DigestGroups {
     fn update_batch(
         &mut self,
@@ -170,8 +150,13 @@ impl GroupsAccumulator for DigestGroups {
         total_num_groups: usize,
     ) -> Result<()> {
         self.resize(total_num_groups);
-        let values = floats(values)?;
-        let values = values.as_primitive::<Float64Type>();
+        // The result's type is the argument's: Float64 (`for_aggregate`).
+        let Some(values) = values
+            .first()
+            .and_then(|v| v.as_primitive_opt::<Float64Type>())
+        else {
+            return internal_err!("approx_percentile_cont of a non-Float64 argument");
+        };
         for (row, &g) in group_indices.iter().enumerate() {
             // Nulls are skipped, as are rows the aggregate's FILTER drops.
             if values.is_null(row) || opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
@@ -200,45 +185,20 @@ impl GroupsAccumulator for DigestGroups {
     /// (`TDigest::to_scalar_state`): max size, sum, count, max, min and the
     /// centroids as a list of mean, weight pairs.
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let digests = self.take(emit_to);
-        let mut columns: Vec<Vec<ScalarValue>> =
-            (0..5).map(|_| Vec::with_capacity(digests.len())).collect();
-        let mut centroids = Vec::new();
-        let mut lengths = Vec::with_capacity(digests.len());
-        for d in &digests {
-            let state = d.to_scalar_state();
-            for (column, value) in columns.iter_mut().zip(&state) {
-                column.push(value.clone());
-            }
-            let Some(ScalarValue::List(list)) = state.get(5) else {
-                return internal_err!("unexpected t-digest state {state:?}");
-            };
-            let means_and_weights = list.values().as_primitive::<Float64Type>();
-            centroids.extend(means_and_weights.values().iter().copied());
-            lengths.push(means_and_weights.len());
-        }
-        // `iter_to_array` cannot type an empty column: no groups, no rows.
-        let f = DataType::Float64;
-        let types = [DataType::UInt64, f.clone(), f.clone(), f.clone(), f];
-        let mut arrays = columns
-            .into_iter()
-            .zip(types)
-            .map(|(column, t)| match column.is_empty() {
-                true => Ok(new_empty_array(&t)),
-                false => ScalarValue::iter_to_array(column),
+        let states: Vec<Vec<ScalarValue>> = self
+            .take(emit_to)
+            .iter()
+            .map(TDigest::to_scalar_state)
+            .collect();
+        // An empty digest's state gives each column's type, which
+        // `iter_to_array` cannot find in an empty column.
+        let layout = TDigest::new(self.max_size).to_scalar_state();
+        (0..layout.len())
+            .map(|i| match states.is_empty() {
+                true => Ok(new_empty_array(&layout[i].data_type())),
+                false => ScalarValue::iter_to_array(states.iter().map(|s| s[i].clone())),
             })
-            .collect::<Result<Vec<_>>>()?;
-        let item = Arc::new(Field::new_list_field(DataType::Float64, true));
-        arrays.push(Arc::new(ListArray::try_new(
-            item,
-            OffsetBuffer::from_lengths(lengths),
-            Arc::new(Float64Array::from(centroids)),
-            None,
-        )?));
-        if arrays[0].len() != digests.len() || arrays[0].data_type() != &DataType::UInt64 {
-            return internal_err!("unexpected t-digest state layout");
-        }
-        Ok(arrays)
+            .collect()
     }
 
     fn merge_batch(
@@ -253,7 +213,6 @@ impl GroupsAccumulator for DigestGroups {
                 .iter()
                 .map(|column| ScalarValue::try_from_array(column, row))
                 .collect::<Result<Vec<_>>>()?;
-            self.fold(g);
             let other = TDigest::from_scalar_state(&state);
             self.digests[g] = TDigest::merge_digests([&self.digests[g], &other]);
         }
@@ -271,7 +230,6 @@ impl GroupsAccumulator for DigestGroups {
             digests: Vec::new(),
             pending: Vec::new(),
             sorted: Vec::new(),
-            bytes: 0,
             ..*self
         };
         let ids: Vec<usize> = (0..rows).collect();
@@ -280,7 +238,7 @@ impl GroupsAccumulator for DigestGroups {
     }
 
     fn size(&self) -> usize {
-        self.bytes
+        self.digests.len() * group_bytes(self.max_size)
             + self.digests.capacity() * size_of::<TDigest>()
             + self.pending.capacity() * size_of::<Vec<u64>>()
             + self.sorted.capacity() * size_of::<f64>()
@@ -304,7 +262,6 @@ mod tests {
             digests: Vec::new(),
             pending: Vec::new(),
             sorted: Vec::new(),
-            bytes: 0,
         }
     }
 
