@@ -228,7 +228,8 @@ impl Ingest {
     ) -> usize {
         let mut n = 0;
         for rec in records {
-            let payload = match Payload::decode(rec.signal, Encoding::Protobuf, &rec.payload) {
+            let body = Bytes::from(rec.payload);
+            let payload = match Payload::decode(rec.signal, Encoding::Protobuf, &body) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(lsn = rec.lsn, error = %e, "undecodable WAL record; skipping it");

@@ -70,6 +70,76 @@ pub fn attributes_type() -> DataType {
     DataType::Map(map_entries_field(), false)
 }
 
+/// One attribute value as the builders take it: borrowed from a decoded
+/// `AnyValue` or read straight from the request bytes (see `wire`).
+#[derive(Debug, Clone, Copy)]
+pub enum Value<'a> {
+    /// `string_value`.
+    Str(&'a str),
+    /// `int_value`.
+    Int(i64),
+    /// `double_value`.
+    Double(f64),
+    /// `bool_value`.
+    Bool(bool),
+    /// `bytes_value`.
+    Bytes(&'a [u8]),
+    /// An array, key-value list or string-table reference, decoded.
+    Decoded(&'a AnyValue),
+    /// The same, as the bytes of its encoded `AnyValue` message.
+    Encoded(&'a [u8]),
+}
+
+impl<'a> Value<'a> {
+    /// The content of a decoded value (`None` when it has none).
+    pub fn of(v: &'a AnyValue) -> Option<Value<'a>> {
+        Some(match v.value.as_ref()? {
+            any_value::Value::StringValue(s) => Value::Str(s),
+            any_value::Value::IntValue(i) => Value::Int(*i),
+            any_value::Value::DoubleValue(d) => Value::Double(*d),
+            any_value::Value::BoolValue(b) => Value::Bool(*b),
+            any_value::Value::BytesValue(b) => Value::Bytes(b),
+            any_value::Value::ArrayValue(_)
+            | any_value::Value::KvlistValue(_)
+            | any_value::Value::StringValueStrindex(_) => Value::Decoded(v),
+        })
+    }
+
+    /// Arrays, key-value lists and string-table references keep their
+    /// OTLP/JSON form. The wire reader checked that encoded ones decode,
+    /// and serialising a decoded message cannot fail.
+    fn json(self) -> String {
+        let decoded;
+        let v = match self {
+            Value::Decoded(v) => v,
+            Value::Encoded(b) => {
+                decoded = <AnyValue as prost::Message>::decode(b).unwrap_or_default();
+                &decoded
+            }
+            _ => return String::new(),
+        };
+        serde_json::to_string(v).unwrap_or_default()
+    }
+}
+
+/// An OTLP attribute: a key and maybe a value.
+pub trait Attribute {
+    /// The key.
+    fn key(&self) -> &str;
+    /// The value, `None` when absent or empty.
+    fn value(&self) -> Option<Value<'_>>;
+}
+
+impl Attribute for KeyValue {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn value(&self) -> Option<Value<'_>> {
+        self.value.as_ref().and_then(Value::of)
+    }
+}
+
 /// Builds a struct column of typed OTLP `AnyValue`s.
 pub struct AnyValueBuilder {
     string: StringBuilder,
@@ -109,31 +179,25 @@ macro_rules! put {
 }
 
 impl AnyValueBuilder {
-    /// Appends one value; `None` (or a value with no content) becomes a null struct.
-    pub fn append(&mut self, value: Option<&AnyValue>) {
+    /// Appends one decoded value; `None` (or a value with no content)
+    /// becomes a null struct.
+    pub fn append_any(&mut self, value: Option<&AnyValue>) {
+        self.append(value.and_then(Value::of))
+    }
+
+    /// Appends one value; `None` becomes a null struct.
+    pub fn append(&mut self, value: Option<Value<'_>>) {
         let row = self.valid.len();
-        let inner = value.and_then(|v| v.value.as_ref());
-        match inner {
-            Some(any_value::Value::StringValue(s)) => put!(self.string, row, s),
-            Some(any_value::Value::IntValue(i)) => put!(self.int, row, *i),
-            Some(any_value::Value::DoubleValue(d)) => put!(self.double, row, *d),
-            Some(any_value::Value::BoolValue(b)) => put!(self.boolean, row, *b),
-            Some(any_value::Value::BytesValue(b)) => put!(self.bytes, row, b),
-            // Arrays, key-value lists and profile string-table references
-            // keep their OTLP/JSON form. Serialising a decoded message cannot fail.
-            Some(
-                any_value::Value::ArrayValue(_)
-                | any_value::Value::KvlistValue(_)
-                | any_value::Value::StringValueStrindex(_),
-            ) => {
-                let json = value
-                    .and_then(|v| serde_json::to_string(v).ok())
-                    .unwrap_or_default();
-                put!(self.json, row, json)
-            }
+        match value {
+            Some(Value::Str(s)) => put!(self.string, row, s),
+            Some(Value::Int(i)) => put!(self.int, row, i),
+            Some(Value::Double(d)) => put!(self.double, row, d),
+            Some(Value::Bool(b)) => put!(self.boolean, row, b),
+            Some(Value::Bytes(b)) => put!(self.bytes, row, b),
+            Some(v @ (Value::Decoded(_) | Value::Encoded(_))) => put!(self.json, row, v.json()),
             None => {}
         }
-        self.valid.push(inner.is_some());
+        self.valid.push(value.is_some());
     }
 
     /// Finishes the struct array.
@@ -181,11 +245,11 @@ impl Default for AttributesBuilder {
 
 impl AttributesBuilder {
     /// Appends one row holding the attributes whose index passes `keep`.
-    pub fn append_where(&mut self, attrs: &[KeyValue], keep: impl Fn(usize) -> bool) {
+    pub fn append_where<A: Attribute>(&mut self, attrs: &[A], keep: impl Fn(usize) -> bool) {
         let mut n = 0;
         for (_, kv) in attrs.iter().enumerate().filter(|(i, _)| keep(*i)) {
-            self.keys.append_value(&kv.key);
-            self.values.append(kv.value.as_ref());
+            self.keys.append_value(kv.key());
+            self.values.append(kv.value());
             n += 1;
         }
         let last = *self.offsets.last().unwrap_or(&0);
@@ -193,7 +257,7 @@ impl AttributesBuilder {
     }
 
     /// Appends one row holding all attributes.
-    pub fn append(&mut self, attrs: &[KeyValue]) {
+    pub fn append<A: Attribute>(&mut self, attrs: &[A]) {
         self.append_where(attrs, |_| true);
     }
 
@@ -275,17 +339,17 @@ fn non_empty(s: &str) -> Option<&str> {
 }
 
 /// The string value of an attribute, if it is a string.
-pub fn string_value(kv: &KeyValue) -> Option<&str> {
-    match kv.value.as_ref()?.value.as_ref()? {
-        any_value::Value::StringValue(s) => Some(s),
+pub fn string_value(kv: &impl Attribute) -> Option<&str> {
+    match kv.value()? {
+        Value::Str(s) => Some(s),
         _ => None,
     }
 }
 
 /// The integer value of an attribute, if it is an integer.
-pub fn int_value(kv: &KeyValue) -> Option<i64> {
-    match kv.value.as_ref()?.value.as_ref()? {
-        any_value::Value::IntValue(i) => Some(*i),
+pub fn int_value(kv: &impl Attribute) -> Option<i64> {
+    match kv.value()? {
+        Value::Int(i) => Some(i),
         _ => None,
     }
 }
@@ -332,12 +396,12 @@ impl PromotedBuilder {
     /// with a promoted key and the column's type fills the column; every
     /// other attribute (including a promoted key with another type, or a
     /// duplicate) goes to `rest`, so nothing is lost.
-    pub fn append(&mut self, attrs: &[KeyValue], rest: &mut AttributesBuilder) {
+    pub fn append<A: Attribute>(&mut self, attrs: &[A], rest: &mut AttributesBuilder) {
         self.slots.iter_mut().for_each(|s| *s = None);
         self.taken.clear();
         self.taken.resize(attrs.len(), false);
         for (i, kv) in attrs.iter().enumerate() {
-            let Some(k) = self.position(&kv.key) else {
+            let Some(k) = self.position(kv.key()) else {
                 continue;
             };
             let fits = match self.keys[k].1 {
@@ -441,36 +505,74 @@ impl Context<'_> {
     }
 }
 
+/// The resource and scope fields one group of rows shares, whatever they
+/// were read from.
+pub struct Group<'a, A> {
+    /// The resource's attributes.
+    pub resource_attributes: &'a [A],
+    /// The resource's `dropped_attributes_count`.
+    pub resource_dropped: u32,
+    /// The resource's schema URL.
+    pub resource_schema_url: &'a str,
+    /// The scope's name.
+    pub scope_name: &'a str,
+    /// The scope's version.
+    pub scope_version: &'a str,
+    /// The scope's attributes.
+    pub scope_attributes: &'a [A],
+    /// The scope's `dropped_attributes_count`.
+    pub scope_dropped: u32,
+    /// The scope's schema URL.
+    pub scope_schema_url: &'a str,
+}
+
+impl<'a> Context<'a> {
+    fn group(&self) -> Group<'a, KeyValue> {
+        let (resource, scope) = (self.resource, self.scope);
+        Group {
+            resource_attributes: resource.map_or(&[], |r| r.attributes.as_slice()),
+            resource_dropped: resource.map_or(0, |r| r.dropped_attributes_count),
+            resource_schema_url: self.resource_schema_url,
+            scope_name: scope.map_or("", |s| s.name.as_str()),
+            scope_version: scope.map_or("", |s| s.version.as_str()),
+            scope_attributes: scope.map_or(&[], |s| s.attributes.as_slice()),
+            scope_dropped: scope.map_or(0, |s| s.dropped_attributes_count),
+            scope_schema_url: self.scope_schema_url,
+        }
+    }
+}
+
 impl ContextBuilder {
     /// Appends the context of one row.
     pub fn append(&mut self, ctx: &Context<'_>) {
         let id = ctx.identity();
         if self.last != Some(id) {
+            self.start_group(&ctx.group());
             self.last = Some(id);
-            self.append_group(ctx);
-            self.groups += 1;
         }
-        self.rows.push(self.groups - 1);
+        self.push_row();
     }
 
-    fn append_group(&mut self, ctx: &Context<'_>) {
-        let attrs = ctx.resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
-        self.promoted.append(attrs, &mut self.resource_attributes);
-        self.resource_dropped
-            .append_value(ctx.resource.map_or(0, |r| r.dropped_attributes_count));
+    /// Starts a group: the rows pushed next share its resource and scope.
+    pub fn start_group<A: Attribute>(&mut self, g: &Group<'_, A>) {
+        self.promoted
+            .append(g.resource_attributes, &mut self.resource_attributes);
+        self.resource_dropped.append_value(g.resource_dropped);
         self.resource_schema_url
-            .append_option(non_empty(ctx.resource_schema_url));
-        let scope = ctx.scope;
-        self.scope_name
-            .append_option(scope.and_then(|s| non_empty(&s.name)));
-        self.scope_version
-            .append_option(scope.and_then(|s| non_empty(&s.version)));
-        self.scope_attributes
-            .append(scope.map(|s| s.attributes.as_slice()).unwrap_or(&[]));
-        self.scope_dropped
-            .append_value(scope.map_or(0, |s| s.dropped_attributes_count));
+            .append_option(non_empty(g.resource_schema_url));
+        self.scope_name.append_option(non_empty(g.scope_name));
+        self.scope_version.append_option(non_empty(g.scope_version));
+        self.scope_attributes.append(g.scope_attributes);
+        self.scope_dropped.append_value(g.scope_dropped);
         self.scope_schema_url
-            .append_option(non_empty(ctx.scope_schema_url));
+            .append_option(non_empty(g.scope_schema_url));
+        self.groups += 1;
+        self.last = None;
+    }
+
+    /// Appends one row of the current group.
+    pub fn push_row(&mut self) {
+        self.rows.push(self.groups - 1);
     }
 
     /// Finishes the promoted resource columns (they lead the table, since

@@ -71,7 +71,7 @@ impl LogsBuilder {
                     append_time(&mut self.observed_time, rec.observed_time_unix_nano);
                     self.severity_number.append_value(rec.severity_number);
                     append_opt_str(&mut self.severity_text, &rec.severity_text);
-                    self.body.append(rec.body.as_ref());
+                    self.body.append_any(rec.body.as_ref());
                     self.attributes.append(&rec.attributes);
                     self.dropped_attributes
                         .append_value(rec.dropped_attributes_count);

@@ -5,7 +5,9 @@ mod columns;
 mod logs;
 mod metrics;
 mod profiles;
+mod spans_wire;
 mod traces;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ pub use columns::{any_value_fields, attributes_type, timestamp_type};
 pub use logs::LogsBuilder;
 pub use metrics::MetricsBuilder;
 pub use profiles::{ProfileSample, ProfileSamplesBuilder, profile_batch};
-pub use traces::SpansBuilder;
+pub use traces::{Appended, SpansBuilder};
 
 use crate::otlp::Payload;
 use crate::schema::Table;
@@ -32,6 +34,7 @@ pub fn convert(payload: &Payload, received_at: u64) -> Vec<(Table, RecordBatch)>
             b.append_request(req);
             vec![(Table::Spans, b.finish())]
         }
+        Payload::Spans(spans) => vec![(Table::Spans, spans.batch.clone())],
         Payload::Logs(req) => {
             let mut b = LogsBuilder::default();
             b.append_request(req, received_at);

@@ -1,4 +1,5 @@
-//! OTLP spans → the `spans` table.
+//! OTLP spans → the `spans` table, read straight from the encoded request
+//! (`spans_wire` reads the messages, this module appends them).
 
 use std::sync::Arc;
 
@@ -8,13 +9,18 @@ use arrow::array::{
 };
 use arrow::datatypes::DataType;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+use prost::Message;
 
 use super::columns::{
-    AttributesBuilder, Column, ColumnsExt, Context, ContextBuilder, IdBuilder, PromotedBuilder,
+    AttributesBuilder, Column, ColumnsExt, ContextBuilder, Group, IdBuilder, PromotedBuilder,
     append_opt_str, append_time, attributes_type, field, list_of_structs, nanos_i64,
     timestamp_builder, timestamp_type,
 };
+use super::spans_wire::{
+    EventView, KvView, LinkView, ResourceView, ScopeView, Scratch, SpanView, read_resource,
+    read_scope,
+};
+use super::wire::{Fields, Unusual, set_once};
 use crate::schema::PROMOTED_SPAN_KEYS;
 
 /// Builds the `spans` table.
@@ -66,48 +72,145 @@ impl Default for SpansBuilder {
     }
 }
 
+/// What [`SpansBuilder::append_encoded`] appended.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Spans appended.
+    pub spans: u64,
+    /// Whether some span or link has an id that validation rejects
+    /// (appended as null, as [`IdBuilder`] stores any invalid id).
+    pub invalid_ids: bool,
+}
+
 impl SpansBuilder {
-    /// Appends every span of a request.
+    /// Appends every span of a decoded request.
     pub fn append_request(&mut self, req: &ExportTraceServiceRequest) {
-        for rs in &req.resource_spans {
-            for ss in &rs.scope_spans {
-                let ctx = Context {
-                    resource: rs.resource.as_ref(),
-                    resource_schema_url: &rs.schema_url,
-                    scope: ss.scope.as_ref(),
-                    scope_schema_url: &ss.schema_url,
-                };
-                for span in &ss.spans {
-                    self.context.append(&ctx);
-                    self.start_time
-                        .append_value(nanos_i64(span.start_time_unix_nano));
-                    self.duration.append_value(
-                        nanos_i64(span.end_time_unix_nano)
-                            .wrapping_sub(nanos_i64(span.start_time_unix_nano)),
-                    );
-                    self.trace_id.append(&span.trace_id);
-                    self.span_id.append(&span.span_id);
-                    self.parent_span_id.append(&span.parent_span_id);
-                    append_opt_str(&mut self.trace_state, &span.trace_state);
-                    self.flags.append_value(span.flags);
-                    self.name.append_value(&span.name);
-                    self.kind.append_value(span.kind);
-                    let status = span.status.as_ref();
-                    self.status_code.append_value(status.map_or(0, |s| s.code));
-                    append_opt_str(
-                        &mut self.status_message,
-                        status.map_or("", |s| s.message.as_str()),
-                    );
-                    self.promoted.append(&span.attributes, &mut self.attributes);
-                    self.dropped_attributes
-                        .append_value(span.dropped_attributes_count);
-                    self.events.append(&span.events);
-                    self.dropped_events.append_value(span.dropped_events_count);
-                    self.links.append(&span.links);
-                    self.dropped_links.append_value(span.dropped_links_count);
-                }
-            }
+        // prost's own encoding has none of the shapes the reader refuses.
+        let appended = self.append_encoded(&req.encode_to_vec());
+        debug_assert!(appended.is_ok(), "{appended:?}");
+    }
+
+    /// Appends every span of an encoded `ExportTraceServiceRequest`, read
+    /// straight from its bytes (see `convert::wire`). On `Err` the builder
+    /// may hold part of the request and must be dropped.
+    pub fn append_encoded(&mut self, body: &[u8]) -> Result<Appended, Unusual> {
+        let mut scratch = Scratch::default();
+        let mut out = Appended::default();
+        Fields::new(body).for_each(|tag, f| match tag {
+            1 => self.append_resource_spans(f.bytes(tag)?, &mut scratch, &mut out),
+            _ => Ok(()),
+        })?;
+        Ok(out)
+    }
+
+    /// Builds the batch of an encoded request when every span in it is
+    /// valid; `None` when it needs prost's decoding (for its validation
+    /// with partial success, or for a shape the reader refuses).
+    pub fn decode_valid(body: &[u8]) -> Option<RecordBatch> {
+        let mut b = SpansBuilder::default();
+        match b.append_encoded(body) {
+            Ok(a) if !a.invalid_ids => Some(b.finish()),
+            _ => None,
         }
+    }
+
+    fn append_resource_spans<'a>(
+        &mut self,
+        buf: &'a [u8],
+        s: &mut Scratch<'a>,
+        out: &mut Appended,
+    ) -> Result<(), Unusual> {
+        let (mut resource, mut schema_url) = (None, "");
+        let mut scopes = std::mem::take(&mut s.scopes);
+        scopes.clear();
+        Fields::new(buf).for_each(|tag, f| {
+            match tag {
+                1 => set_once(&mut resource, tag, f)?,
+                2 => scopes.push(f.bytes(tag)?),
+                3 => schema_url = f.str(tag)?,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        let mut res = ResourceView::default();
+        s.resource_attributes.clear();
+        if let Some(r) = resource {
+            res = read_resource(r, &mut s.resource_attributes)?;
+        }
+        for scope in &scopes {
+            self.append_scope_spans(scope, &res, schema_url, s, out)?;
+        }
+        s.scopes = scopes;
+        Ok(())
+    }
+
+    fn append_scope_spans<'a>(
+        &mut self,
+        buf: &'a [u8],
+        res: &ResourceView,
+        resource_schema_url: &'a str,
+        s: &mut Scratch<'a>,
+        out: &mut Appended,
+    ) -> Result<(), Unusual> {
+        let (mut scope, mut schema_url) = (None, "");
+        let mut spans = std::mem::take(&mut s.spans);
+        spans.clear();
+        Fields::new(buf).for_each(|tag, f| {
+            match tag {
+                1 => set_once(&mut scope, tag, f)?,
+                2 => spans.push(f.bytes(tag)?),
+                3 => schema_url = f.str(tag)?,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        let mut sc = ScopeView::default();
+        s.scope_attributes.clear();
+        if let Some(b) = scope {
+            sc = read_scope(b, &mut s.scope_attributes)?;
+        }
+        if !spans.is_empty() {
+            self.context.start_group(&Group {
+                resource_attributes: &s.resource_attributes,
+                resource_dropped: res.dropped,
+                resource_schema_url,
+                scope_name: sc.name,
+                scope_version: sc.version,
+                scope_attributes: &s.scope_attributes,
+                scope_dropped: sc.dropped,
+                scope_schema_url: schema_url,
+            });
+        }
+        for span in &spans {
+            let v = s.read_span(span)?;
+            out.invalid_ids |= !v.ids_valid(&s.links);
+            self.append_span(&v, s);
+            out.spans += 1;
+        }
+        s.spans = spans;
+        Ok(())
+    }
+
+    fn append_span(&mut self, v: &SpanView<'_>, s: &Scratch<'_>) {
+        self.context.push_row();
+        self.start_time.append_value(nanos_i64(v.start));
+        self.duration
+            .append_value(nanos_i64(v.end).wrapping_sub(nanos_i64(v.start)));
+        self.trace_id.append(v.trace_id);
+        self.span_id.append(v.span_id);
+        self.parent_span_id.append(v.parent_span_id);
+        append_opt_str(&mut self.trace_state, v.trace_state);
+        self.flags.append_value(v.flags);
+        self.name.append_value(v.name);
+        self.kind.append_value(v.kind);
+        self.status_code.append_value(v.status_code);
+        append_opt_str(&mut self.status_message, v.status_message);
+        self.promoted.append(&s.attributes, &mut self.attributes);
+        self.dropped_attributes.append_value(v.dropped_attributes);
+        self.events.append(&s.events, &s.event_attributes);
+        self.dropped_events.append_value(v.dropped_events);
+        self.links.append(&s.links, &s.link_attributes);
+        self.dropped_links.append_value(v.dropped_links);
     }
 
     /// Finishes the record batch.
@@ -174,12 +277,12 @@ impl Default for EventsBuilder {
 }
 
 impl EventsBuilder {
-    fn append(&mut self, events: &[Event]) {
+    fn append(&mut self, events: &[EventView<'_>], attributes: &[KvView<'_>]) {
         for e in events {
-            append_time(&mut self.time, e.time_unix_nano);
-            self.name.append_value(&e.name);
-            self.attributes.append(&e.attributes);
-            self.dropped.append_value(e.dropped_attributes_count);
+            append_time(&mut self.time, e.time);
+            self.name.append_value(e.name);
+            self.attributes.append(&attributes[e.attributes.clone()]);
+            self.dropped.append_value(e.dropped);
         }
         let last = *self.offsets.last().unwrap_or(&0);
         self.offsets.push(last + events.len() as i32);
@@ -237,14 +340,14 @@ impl Default for LinksBuilder {
 }
 
 impl LinksBuilder {
-    fn append(&mut self, links: &[Link]) {
+    fn append(&mut self, links: &[LinkView<'_>], attributes: &[KvView<'_>]) {
         for l in links {
-            self.trace_id.append(&l.trace_id);
-            self.span_id.append(&l.span_id);
-            append_opt_str(&mut self.trace_state, &l.trace_state);
+            self.trace_id.append(l.trace_id);
+            self.span_id.append(l.span_id);
+            append_opt_str(&mut self.trace_state, l.trace_state);
             self.flags.append_value(l.flags);
-            self.attributes.append(&l.attributes);
-            self.dropped.append_value(l.dropped_attributes_count);
+            self.attributes.append(&attributes[l.attributes.clone()]);
+            self.dropped.append_value(l.dropped);
         }
         let last = *self.offsets.last().unwrap_or(&0);
         self.offsets.push(last + links.len() as i32);
