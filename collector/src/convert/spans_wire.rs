@@ -216,6 +216,27 @@ fn read_link<'a>(buf: &'a [u8], attrs: &mut Vec<KvView<'a>>) -> Result<LinkView<
     Ok(l)
 }
 
+/// Reads a `ResourceSpans` or a `ScopeSpans`, which share one shape: field
+/// 1 is their resource or scope, 2 the repeated messages below them (put in
+/// `items`, cleared first), 3 a schema URL.
+pub fn read_envelope<'a>(
+    buf: &'a [u8],
+    items: &mut Vec<&'a [u8]>,
+) -> Result<(Option<&'a [u8]>, &'a str), Unusual> {
+    let (mut head, mut schema_url) = (None, "");
+    items.clear();
+    Fields::new(buf).for_each(|tag, f| {
+        match tag {
+            1 => set_once(&mut head, tag, f)?,
+            2 => items.push(f.bytes(tag)?),
+            3 => schema_url = f.str(tag)?,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok((head, schema_url))
+}
+
 /// Reads a `Resource`, its attributes into `attrs`. `entity_refs` are not
 /// stored, so they are skipped unread.
 pub fn read_resource<'a>(

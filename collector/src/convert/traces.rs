@@ -17,10 +17,10 @@ use super::columns::{
     timestamp_builder, timestamp_type,
 };
 use super::spans_wire::{
-    EventView, KvView, LinkView, ResourceView, ScopeView, Scratch, SpanView, read_resource,
-    read_scope,
+    EventView, KvView, LinkView, ResourceView, ScopeView, Scratch, SpanView, read_envelope,
+    read_resource, read_scope,
 };
-use super::wire::{Fields, Unusual, set_once};
+use super::wire::{Fields, Unusual};
 use crate::schema::PROMOTED_SPAN_KEYS;
 
 /// Builds the `spans` table.
@@ -120,18 +120,8 @@ impl SpansBuilder {
         s: &mut Scratch<'a>,
         out: &mut Appended,
     ) -> Result<(), Unusual> {
-        let (mut resource, mut schema_url) = (None, "");
         let mut scopes = std::mem::take(&mut s.scopes);
-        scopes.clear();
-        Fields::new(buf).for_each(|tag, f| {
-            match tag {
-                1 => set_once(&mut resource, tag, f)?,
-                2 => scopes.push(f.bytes(tag)?),
-                3 => schema_url = f.str(tag)?,
-                _ => {}
-            }
-            Ok(())
-        })?;
+        let (resource, schema_url) = read_envelope(buf, &mut scopes)?;
         let mut res = ResourceView::default();
         s.resource_attributes.clear();
         if let Some(r) = resource {
@@ -152,18 +142,8 @@ impl SpansBuilder {
         s: &mut Scratch<'a>,
         out: &mut Appended,
     ) -> Result<(), Unusual> {
-        let (mut scope, mut schema_url) = (None, "");
         let mut spans = std::mem::take(&mut s.spans);
-        spans.clear();
-        Fields::new(buf).for_each(|tag, f| {
-            match tag {
-                1 => set_once(&mut scope, tag, f)?,
-                2 => spans.push(f.bytes(tag)?),
-                3 => schema_url = f.str(tag)?,
-                _ => {}
-            }
-            Ok(())
-        })?;
+        let (scope, schema_url) = read_envelope(buf, &mut spans)?;
         let mut sc = ScopeView::default();
         s.scope_attributes.clear();
         if let Some(b) = scope {
