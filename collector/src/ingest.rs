@@ -373,6 +373,7 @@ impl Ingest {
             Some(b) if rejected.count == 0 => b,
             _ => Bytes::from(payload.encode_to_vec()),
         };
+        let payload = payload.encoded_as(&bytes);
         let estimate = bytes.len() * IN_FLIGHT_FACTOR;
         let reserved = match transport {
             Transport::Internal => self.inner.budget.try_reserve_priority(estimate),

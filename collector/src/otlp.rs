@@ -149,6 +149,22 @@ impl Payload {
         })
     }
 
+    /// The payload that `bytes`, its protobuf encoding, stands for: a trace
+    /// request becomes [`Payload::Spans`], read from those bytes, so that
+    /// conversion does not encode it once more.
+    pub fn encoded_as(self, bytes: &Bytes) -> Payload {
+        match self {
+            Payload::Traces(req) => match SpansBuilder::decode_valid(bytes) {
+                Some(batch) => Payload::Spans(EncodedSpans {
+                    body: bytes.clone(),
+                    batch,
+                }),
+                None => Payload::Traces(req),
+            },
+            other => other,
+        }
+    }
+
     /// The request's signal.
     pub fn signal(&self) -> Signal {
         match self {

@@ -105,22 +105,12 @@ impl<'a> Value<'a> {
             | any_value::Value::StringValueStrindex(_) => Value::Decoded(v),
         })
     }
+}
 
-    /// Arrays, key-value lists and string-table references keep their
-    /// OTLP/JSON form. The wire reader checked that encoded ones decode,
-    /// and serialising a decoded message cannot fail.
-    fn json(self) -> String {
-        let decoded;
-        let v = match self {
-            Value::Decoded(v) => v,
-            Value::Encoded(b) => {
-                decoded = <AnyValue as prost::Message>::decode(b).unwrap_or_default();
-                &decoded
-            }
-            _ => return String::new(),
-        };
-        serde_json::to_string(v).unwrap_or_default()
-    }
+/// Arrays, key-value lists and string-table references keep their OTLP/JSON
+/// form. Serialising a decoded message cannot fail.
+fn json(v: &AnyValue) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// An OTLP attribute: a key and maybe a value.
@@ -195,7 +185,13 @@ impl AnyValueBuilder {
             Some(Value::Double(d)) => put!(self.double, row, d),
             Some(Value::Bool(b)) => put!(self.boolean, row, b),
             Some(Value::Bytes(b)) => put!(self.bytes, row, b),
-            Some(v @ (Value::Decoded(_) | Value::Encoded(_))) => put!(self.json, row, v.json()),
+            Some(Value::Decoded(v)) => put!(self.json, row, json(v)),
+            // The wire reader checked that it decodes.
+            Some(Value::Encoded(b)) => put!(
+                self.json,
+                row,
+                json(&<AnyValue as prost::Message>::decode(b).unwrap_or_default())
+            ),
             None => {}
         }
         self.valid.push(value.is_some());
