@@ -9,15 +9,14 @@ use std::sync::Arc;
 use arrow::array::ArrayBuilder;
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int64Builder,
-    ListArray, MapArray, StringBuilder, StructArray, TimestampNanosecondBuilder, UInt32Array,
-    UInt32Builder,
+    ListArray, MapArray, StringBuilder, StructArray, TimestampNanosecondBuilder, UInt32Builder,
 };
-use arrow::array::{MutableArrayData, make_array};
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, TimeUnit};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
+use super::repeat;
 use crate::schema::{PROMOTED_RESOURCE_KEYS, PromotedKind};
 
 /// A finished column: its field and its values.
@@ -438,8 +437,8 @@ impl PromotedBuilder {
 ///
 /// Every row of a ResourceSpans/ScopeSpans (or logs/metrics equivalent)
 /// shares one resource and scope, so the builders hold one entry per group
-/// and `finish` expands them to rows with a single `take` per column —
-/// much cheaper than rebuilding a dozen resource attributes for every span.
+/// and `finish` expands them to rows with [`repeat`] — much cheaper than
+/// rebuilding a dozen resource attributes for every span.
 pub struct ContextBuilder {
     /// Row → group index.
     rows: Vec<u32>,
@@ -582,14 +581,12 @@ impl ContextBuilder {
 
     /// Expands per-group columns to one value per row.
     fn expand(&self, groups: Vec<Column>, out: &mut Vec<Column>) {
-        let idx = UInt32Array::from(self.rows.clone());
+        let runs = repeat::runs_of(&self.rows);
         for (field, array) in groups {
-            let rows = if array.data_type().is_nested() {
-                repeat_groups(&array, &self.rows)
-            } else {
-                // Indices are in bounds by construction, so take cannot fail.
-                arrow::compute::take(&array, &idx, None).expect("group indices are in bounds")
-            };
+            // Offsets overflow only past 2 GiB of copied entries in one
+            // column; `otlp::MAX_CONTEXT_BYTES` refuses such requests first.
+            let rows = repeat::repeat(array.as_ref(), &runs)
+                .expect("a request's expanded context fits i32 offsets");
             out.push((field, rows));
         }
     }
@@ -634,21 +631,6 @@ impl ContextBuilder {
         self.last = None;
         self.groups = 0;
     }
-}
-
-/// Copies each row's group of a nested column (the attribute maps): one
-/// `extend` per row copies all of a group's entries, where `take` worked
-/// entry by entry and was 7 % of the server's CPU under load.
-fn repeat_groups(array: &ArrayRef, rows: &[u32]) -> ArrayRef {
-    let data = array.to_data();
-    let mut out = MutableArrayData::new(vec![&data], false, rows.len());
-    for &g in rows {
-        // Offsets overflow only past 2 GiB of copied entries (see the note
-        // on context amplification in docs/benchmarks.md); `take` failed there too.
-        out.try_extend(0, g as usize, g as usize + 1)
-            .expect("expanded attribute maps fit i32 offsets");
-    }
-    make_array(out.freeze())
 }
 
 /// Appends a string, storing the empty string as null (OTLP's "unset").

@@ -5,6 +5,7 @@ mod columns;
 mod logs;
 mod metrics;
 mod profiles;
+mod repeat;
 mod spans_wire;
 mod traces;
 pub mod wire;
