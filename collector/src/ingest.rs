@@ -374,7 +374,9 @@ impl Ingest {
             _ => Bytes::from(payload.encode_to_vec()),
         };
         let payload = payload.encoded_as(&bytes);
-        let estimate = bytes.len() * IN_FLIGHT_FACTOR;
+        // A large resource over many items grows the batches past any
+        // multiple of the request's size: count those copies too.
+        let estimate = bytes.len() * IN_FLIGHT_FACTOR + payload.context_bytes() as usize;
         let reserved = match transport {
             Transport::Internal => self.inner.budget.try_reserve_priority(estimate),
             _ => self.inner.budget.try_reserve(estimate),

@@ -18,6 +18,7 @@ use opentelemetry_proto::tonic::metrics::v1::{Exemplar, Metric, metric::Data};
 use prost::Message;
 
 use crate::convert::SpansBuilder;
+use crate::convert::wire::Unusual;
 
 use crate::schema::Signal;
 
@@ -58,7 +59,43 @@ pub enum DecodeError {
     /// Profiles are recorded by Sightline itself, not received.
     #[error("profiles cannot be sent as OTLP/JSON")]
     NotOtlp,
+    /// An OTLP/JSON trace request whose protobuf form does not read back.
+    /// Only a value nested deeper than prost decodes (100 messages) could
+    /// do that, and serde_json's own limit (128 JSON levels) refuses such
+    /// bodies first; kept so that no such request is acknowledged and then
+    /// lost in conversion.
+    #[error("invalid OTLP/JSON: its protobuf form does not decode ({0})")]
+    Unreadable(Unusual),
+    /// The request's resource and scope, copied to every item they cover,
+    /// would exceed [`MAX_CONTEXT_BYTES`].
+    #[error(
+        "the request's resources and scopes, copied to each of its {items} items, come to \
+         {bytes} bytes, over the limit of {MAX_CONTEXT_BYTES}: send fewer items per request \
+         or smaller resource and scope attributes"
+    )]
+    ContextTooLarge {
+        /// The copied bytes.
+        bytes: u64,
+        /// The request's items.
+        items: u64,
+    },
 }
+
+impl DecodeError {
+    /// Whether the request is refused for its size (HTTP 413) rather than
+    /// its content (HTTP 400).
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, DecodeError::ContextTooLarge { .. })
+    }
+}
+
+/// The most bytes of resource and scope (and, for metrics, metric
+/// description) one request may have copied to its rows. Every span, log
+/// record or data point carries its resource's attributes, so a large
+/// resource over many small items multiplies: a 20 MiB request could
+/// otherwise expand to terabytes. 64 MiB is some 500 times what a 512-span
+/// request with a 256-byte resource needs.
+pub const MAX_CONTEXT_BYTES: u64 = 64 << 20;
 
 /// One decoded export request of any signal.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +121,33 @@ pub struct EncodedSpans {
     pub body: Bytes,
     /// Its spans.
     pub batch: RecordBatch,
+    /// Its [`Payload::context_bytes`].
+    pub context_bytes: u64,
+}
+
+impl EncodedSpans {
+    /// Reads `body` straight into a batch, when every span is valid and
+    /// its context is within [`MAX_CONTEXT_BYTES`].
+    fn read(body: &Bytes) -> Option<EncodedSpans> {
+        let (batch, appended) = SpansBuilder::decode_valid(body, MAX_CONTEXT_BYTES)?;
+        Some(EncodedSpans {
+            body: body.clone(),
+            batch,
+            context_bytes: appended.context_bytes,
+        })
+    }
+}
+
+fn len_of<M: Message>(m: Option<&M>) -> usize {
+    m.map_or(0, Message::encoded_len)
+}
+
+fn times(bytes: usize, items: u64) -> u64 {
+    (bytes as u64).saturating_mul(items)
+}
+
+fn sum(parts: impl Iterator<Item = u64>) -> u64 {
+    parts.fold(0, u64::saturating_add)
 }
 
 /// What validation removed from a request.
@@ -129,24 +193,89 @@ impl Payload {
         body: &Bytes,
     ) -> Result<Payload, DecodeError> {
         if let (Signal::Traces, Encoding::Protobuf) = (signal, encoding)
-            && let Some(batch) = SpansBuilder::decode_valid(body)
+            && let Some(spans) = EncodedSpans::read(body)
         {
-            return Ok(Payload::Spans(EncodedSpans {
-                body: body.clone(),
-                batch,
-            }));
+            return Ok(Payload::Spans(spans));
         }
-        let body = &body[..];
-        Ok(match (signal, encoding) {
-            (Signal::Traces, Encoding::Protobuf) => Payload::Traces(Message::decode(body)?),
-            (Signal::Metrics, Encoding::Protobuf) => Payload::Metrics(Message::decode(body)?),
-            (Signal::Logs, Encoding::Protobuf) => Payload::Logs(Message::decode(body)?),
-            (Signal::Traces, Encoding::Json) => Payload::Traces(serde_json::from_slice(body)?),
-            (Signal::Metrics, Encoding::Json) => Payload::Metrics(serde_json::from_slice(body)?),
-            (Signal::Logs, Encoding::Json) => Payload::Logs(serde_json::from_slice(body)?),
-            (Signal::Profiles, Encoding::Protobuf) => Payload::Profiles(decode_ipc(body)?),
+        let raw = &body[..];
+        let payload = match (signal, encoding) {
+            (Signal::Traces, Encoding::Protobuf) => Payload::Traces(Message::decode(raw)?),
+            (Signal::Metrics, Encoding::Protobuf) => Payload::Metrics(Message::decode(raw)?),
+            (Signal::Logs, Encoding::Protobuf) => Payload::Logs(Message::decode(raw)?),
+            (Signal::Traces, Encoding::Json) => Payload::Traces(serde_json::from_slice(raw)?),
+            (Signal::Metrics, Encoding::Json) => Payload::Metrics(serde_json::from_slice(raw)?),
+            (Signal::Logs, Encoding::Json) => Payload::Logs(serde_json::from_slice(raw)?),
+            (Signal::Profiles, Encoding::Protobuf) => Payload::Profiles(decode_ipc(raw)?),
             (Signal::Profiles, Encoding::Json) => return Err(DecodeError::NotOtlp),
+        };
+        payload.check_context()?;
+        match payload {
+            Payload::Traces(req) if encoding == Encoding::Json => Payload::json_traces(req),
+            p => Ok(p),
+        }
+    }
+
+    /// An OTLP/JSON trace request, converted now (as protobuf ones are) so
+    /// that a value too deep for its protobuf form is refused before it is
+    /// acknowledged; requests with invalid ids stay decoded for validation.
+    fn json_traces(req: ExportTraceServiceRequest) -> Result<Payload, DecodeError> {
+        let body = Bytes::from(req.encode_to_vec());
+        let (mut b, appended) = SpansBuilder::read(&body).map_err(DecodeError::Unreadable)?;
+        Ok(if appended.invalid_ids {
+            Payload::Traces(req)
+        } else {
+            Payload::Spans(EncodedSpans {
+                body,
+                batch: b.finish(),
+                context_bytes: appended.context_bytes,
+            })
         })
+    }
+
+    /// Refuses a request whose context would expand past [`MAX_CONTEXT_BYTES`].
+    fn check_context(&self) -> Result<(), DecodeError> {
+        let bytes = self.context_bytes();
+        if bytes > MAX_CONTEXT_BYTES {
+            return Err(DecodeError::ContextTooLarge {
+                bytes,
+                items: self.item_count(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Bytes of resource, scope (and metric) fields that conversion copies
+    /// to every item they cover: how much larger than the request its
+    /// batches can grow.
+    pub fn context_bytes(&self) -> u64 {
+        match self {
+            Payload::Traces(r) => sum(r.resource_spans.iter().map(|rs| {
+                let res = len_of(rs.resource.as_ref()) + rs.schema_url.len();
+                sum(rs.scope_spans.iter().map(|ss| {
+                    let scope = len_of(ss.scope.as_ref()) + ss.schema_url.len();
+                    times(res + scope, ss.spans.len() as u64)
+                }))
+            })),
+            Payload::Logs(r) => sum(r.resource_logs.iter().map(|rl| {
+                let res = len_of(rl.resource.as_ref()) + rl.schema_url.len();
+                sum(rl.scope_logs.iter().map(|sl| {
+                    let scope = len_of(sl.scope.as_ref()) + sl.schema_url.len();
+                    times(res + scope, sl.log_records.len() as u64)
+                }))
+            })),
+            Payload::Metrics(r) => sum(r.resource_metrics.iter().map(|rm| {
+                let res = len_of(rm.resource.as_ref()) + rm.schema_url.len();
+                sum(rm.scope_metrics.iter().map(|sm| {
+                    let scope = len_of(sm.scope.as_ref()) + sm.schema_url.len();
+                    sum(sm.metrics.iter().map(|m| {
+                        let metric = m.name.len() + m.description.len() + m.unit.len();
+                        times(res + scope + metric, data_point_count(m).max(1))
+                    }))
+                }))
+            })),
+            Payload::Profiles(_) => 0,
+            Payload::Spans(s) => s.context_bytes,
+        }
     }
 
     /// The payload that `bytes`, its protobuf encoding, stands for: a trace
@@ -154,11 +283,8 @@ impl Payload {
     /// conversion does not encode it once more.
     pub fn encoded_as(self, bytes: &Bytes) -> Payload {
         match self {
-            Payload::Traces(req) => match SpansBuilder::decode_valid(bytes) {
-                Some(batch) => Payload::Spans(EncodedSpans {
-                    body: bytes.clone(),
-                    batch,
-                }),
+            Payload::Traces(req) => match EncodedSpans::read(bytes) {
+                Some(spans) => Payload::Spans(spans),
                 None => Payload::Traces(req),
             },
             other => other,
@@ -461,6 +587,7 @@ fn validate_metrics(r: &mut ExportMetricsServiceRequest, rej: &mut Rejected) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
     fn span(trace_id: Vec<u8>, name: &str) -> Span {
@@ -507,11 +634,41 @@ mod tests {
             "endTimeUnixNano":1544712661000000000,
             "attributes":[{"key":"n","value":{"intValue":"42"}},{"key":"m","value":{"intValue":7}}]}]}]}]}"#;
         let p = Payload::decode(Signal::Traces, Encoding::Json, &Bytes::from_static(body)).unwrap();
-        let Payload::Traces(r) = p else { panic!() };
-        let s = &r.resource_spans[0].scope_spans[0].spans[0];
+        // Converted while decoded, as a valid protobuf request is.
+        let Payload::Spans(spans) = p else {
+            panic!("{p:?}")
+        };
+        let decoded = ExportTraceServiceRequest::decode(&spans.body[..]).unwrap();
+        let s = &decoded.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(s.trace_id[..2], [0x5b, 0x8e]);
         assert_eq!(s.trace_id.len(), 16);
+        assert_eq!(s.start_time_unix_nano, 1544712660000000000);
         assert_eq!(s.end_time_unix_nano, 1544712661000000000);
         assert_eq!(s.kind, 2);
+        let ints: Vec<_> = s.attributes.iter().map(|kv| kv.value.clone()).collect();
+        assert_eq!(
+            ints,
+            [42, 7].map(|i| Some(AnyValue {
+                value: Some(any_value::Value::IntValue(i))
+            }))
+        );
+        assert_eq!(spans.batch.num_rows(), 1);
+    }
+
+    #[test]
+    fn json_with_an_invalid_id_stays_decoded_for_partial_success() {
+        let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[
+            {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"ok"},
+            {"traceId":"5b8e","spanId":"eee19b7ec3c1b174","name":"short"}]}]}]}"#;
+        let mut p = Payload::decode(Signal::Traces, Encoding::Json, &Bytes::from_static(body)).unwrap();
+        assert!(matches!(p, Payload::Traces(_)), "{p:?}");
+        assert_eq!(p.validate().count, 1);
+        let bytes = Bytes::from(p.encode_to_vec());
+        let p = p.encoded_as(&bytes);
+        let Payload::Spans(spans) = p else {
+            panic!("{p:?}")
+        };
+        assert_eq!(spans.batch.num_rows(), 1);
     }
 
     #[test]
@@ -520,5 +677,91 @@ mod tests {
         assert!(
             Payload::decode(Signal::Traces, Encoding::Json, &Bytes::from_static(body)).is_err()
         );
+    }
+
+    fn big_resource(bytes: usize) -> Option<opentelemetry_proto::tonic::resource::v1::Resource> {
+        Some(opentelemetry_proto::tonic::resource::v1::Resource {
+            attributes: vec![string_kv("process.command_args", &"a".repeat(bytes))],
+            ..Default::default()
+        })
+    }
+
+    fn traces_with(resource_bytes: usize, spans: usize) -> Bytes {
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: big_resource(resource_bytes),
+                scope_spans: vec![ScopeSpans {
+                    spans: (0..spans).map(|_| span(vec![7; 16], "s")).collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        Bytes::from(req.encode_to_vec())
+    }
+
+    #[test]
+    fn a_context_copied_past_the_limit_is_refused_as_too_large() {
+        // 1 MiB of resource over 100 spans: 100 MiB once every span has it.
+        let body = traces_with(1 << 20, 100);
+        let err = Payload::decode(Signal::Traces, Encoding::Protobuf, &body).unwrap_err();
+        assert!(err.is_too_large(), "{err}");
+        let DecodeError::ContextTooLarge { bytes, items } = err else {
+            unreachable!()
+        };
+        assert_eq!(items, 100);
+        assert!(bytes > 100 << 20 && bytes < 101 << 20, "{bytes}");
+
+        use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+        let logs = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: big_resource(1 << 20),
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord::default(); 100],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let body = Bytes::from(logs.encode_to_vec());
+        let err = Payload::decode(Signal::Logs, Encoding::Protobuf, &body).unwrap_err();
+        assert!(err.is_too_large(), "{err}");
+
+        use opentelemetry_proto::tonic::metrics::v1::{
+            Gauge, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+        };
+        let metrics = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "m".into(),
+                        description: "d".repeat(1 << 20),
+                        data: Some(Data::Gauge(Gauge {
+                            data_points: vec![NumberDataPoint::default(); 100],
+                        })),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let body = Bytes::from(metrics.encode_to_vec());
+        let err = Payload::decode(Signal::Metrics, Encoding::Protobuf, &body).unwrap_err();
+        assert!(err.is_too_large(), "{err}");
+    }
+
+    #[test]
+    fn a_large_context_within_the_limit_is_read_and_counted() {
+        let body = traces_with(1 << 20, 10);
+        let p = Payload::decode(Signal::Traces, Encoding::Protobuf, &body).unwrap();
+        let prost = Payload::Traces(Message::decode(&body[..]).unwrap());
+        let Payload::Spans(spans) = &p else {
+            panic!("{p:?}")
+        };
+        assert_eq!(spans.batch.num_rows(), 10);
+        // The direct reader and the decoded request count the same bytes.
+        assert_eq!(p.context_bytes(), prost.context_bytes());
+        assert!(p.context_bytes() > 10 << 20, "{}", p.context_bytes());
     }
 }

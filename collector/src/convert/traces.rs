@@ -80,15 +80,17 @@ pub struct Appended {
     /// Whether some span or link has an id that validation rejects
     /// (appended as null, as [`IdBuilder`] stores any invalid id).
     pub invalid_ids: bool,
+    /// Encoded bytes of resource and scope that `finish` copies to every
+    /// span of their group: what the batch grows by beyond the spans.
+    pub context_bytes: u64,
 }
 
 impl SpansBuilder {
     /// Appends every span of a decoded request.
     pub fn append_request(&mut self, req: &ExportTraceServiceRequest) {
-        // prost's own encoding has none of the shapes the reader refuses,
-        // with one exception: an array or key-value list nested deeper than
-        // prost decodes (100 levels) that serde_json read from OTLP/JSON
-        // (128). The rest of the request would be missing, so say so loudly.
+        // prost's own encoding has none of the shapes the reader refuses
+        // but one, an array or key-value list nested deeper than prost
+        // decodes (100 levels), and `Payload::decode` refuses those.
         if let Err(e) = self.append_encoded(&req.encode_to_vec()) {
             tracing::error!(error = %e, "a decoded trace request did not convert in full");
             debug_assert!(false, "{e}");
@@ -108,13 +110,22 @@ impl SpansBuilder {
         Ok(out)
     }
 
-    /// Builds the batch of an encoded request when every span in it is
-    /// valid; `None` when it needs prost's decoding (for its validation
-    /// with partial success, or for a shape the reader refuses).
-    pub fn decode_valid(body: &[u8]) -> Option<RecordBatch> {
+    /// Reads an encoded request into a new builder.
+    pub fn read(body: &[u8]) -> Result<(SpansBuilder, Appended), Unusual> {
         let mut b = SpansBuilder::default();
-        match b.append_encoded(body) {
-            Ok(a) if !a.invalid_ids => Some(b.finish()),
+        let appended = b.append_encoded(body)?;
+        Ok((b, appended))
+    }
+
+    /// Builds the batch of an encoded request when every span in it is
+    /// valid and its context expands to at most `max_context` bytes;
+    /// `None` when it needs prost's decoding (for its validation with
+    /// partial success, its error, or a shape the reader refuses).
+    pub fn decode_valid(body: &[u8], max_context: u64) -> Option<(RecordBatch, Appended)> {
+        match SpansBuilder::read(body) {
+            Ok((mut b, a)) if !a.invalid_ids && a.context_bytes <= max_context => {
+                Some((b.finish(), a))
+            }
             _ => None,
         }
     }
@@ -132,8 +143,9 @@ impl SpansBuilder {
         if let Some(r) = resource {
             res = read_resource(r, &mut s.resource_attributes)?;
         }
+        let res_len = resource.map_or(0, <[u8]>::len) + schema_url.len();
         for scope in &scopes {
-            self.append_scope_spans(scope, &res, schema_url, s, out)?;
+            self.append_scope_spans(scope, (&res, res_len), schema_url, s, out)?;
         }
         s.scopes = scopes;
         Ok(())
@@ -142,7 +154,7 @@ impl SpansBuilder {
     fn append_scope_spans<'a>(
         &mut self,
         buf: &'a [u8],
-        res: &ResourceView,
+        (res, res_len): (&ResourceView, usize),
         resource_schema_url: &'a str,
         s: &mut Scratch<'a>,
         out: &mut Appended,
@@ -154,6 +166,10 @@ impl SpansBuilder {
         if let Some(b) = scope {
             sc = read_scope(b, &mut s.scope_attributes)?;
         }
+        let group_len = res_len + scope.map_or(0, <[u8]>::len) + schema_url.len();
+        out.context_bytes = out
+            .context_bytes
+            .saturating_add((group_len as u64).saturating_mul(spans.len() as u64));
         if !spans.is_empty() {
             self.context.start_group(&Group {
                 resource_attributes: &s.resource_attributes,

@@ -154,7 +154,7 @@ async fn handle(ingest: &Ingest, signal: Signal, body: Bytes) -> Outcome {
         Ok(payload) => {
             Outcome::from_export(ingest.export(Transport::Grpc, payload, Some(body)).await)
         }
-        Err(e) => Outcome::Invalid(e.to_string()),
+        Err(e) => Outcome::from_decode(&e),
     }
 }
 

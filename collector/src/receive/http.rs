@@ -72,7 +72,7 @@ async fn export(
         Ok(payload) => {
             Outcome::from_export(st.ingest.export(Transport::Http, payload, original).await)
         }
-        Err(e) => Outcome::Invalid(e.to_string()),
+        Err(e) => Outcome::from_decode(&e),
     };
     finish(&st, signal, encoding, bytes.len(), outcome)
 }

@@ -13,7 +13,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use super::Transport;
 use crate::events::RequestCompleted;
 use crate::ingest::ExportError;
-use crate::otlp::{Encoding, Payload, Rejected};
+use crate::otlp::{DecodeError, Encoding, Payload, Rejected};
 use crate::schema::Signal;
 use crate::self_metrics::SelfMetrics;
 
@@ -44,6 +44,16 @@ impl Outcome {
             Ok(rej) => Outcome::Accepted(rej),
             Err(e @ ExportError::Overloaded { .. }) => Outcome::Overloaded(e.to_string()),
             Err(e @ ExportError::Wal(_)) => Outcome::Unavailable(e.to_string()),
+        }
+    }
+
+    /// Maps a body that [`Payload::decode`] refused: too large once its
+    /// context is copied to every item (HTTP 413), or invalid (HTTP 400).
+    pub fn from_decode(e: &DecodeError) -> Outcome {
+        if e.is_too_large() {
+            Outcome::TooLarge(e.to_string())
+        } else {
+            Outcome::Invalid(e.to_string())
         }
     }
 
