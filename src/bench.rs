@@ -69,8 +69,11 @@ struct Report {
     raw_bytes_per_span: f64,
     server_cpu_secs: Option<f64>,
     server_peak_rss: Option<u64>,
+    /// Parquet bytes and rows of the `spans` table.
     disk_bytes: Option<u64>,
     disk_rows: Option<u64>,
+    /// Rows of the node's own tables (self-metrics, profile samples).
+    other_rows: Option<u64>,
 }
 
 /// Runs the benchmark and prints the report.
@@ -106,9 +109,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         report.server_peak_rss = peak_rss(pid);
         report.server_cpu_secs = cpu_seconds(pid).zip(cpu_before).map(|(a, b)| a - b);
         s.stop()?;
-        let (bytes, rows) = parquet_totals(&scratch.join("tables")).await?;
+        let totals = parquet_totals(&scratch.join("tables")).await?;
+        let spans = totals.iter().find(|t| t.0 == Table::Spans);
+        let (_, bytes, rows) = spans.copied().unwrap_or((Table::Spans, 0, 0));
         report.disk_bytes = Some(bytes);
         report.disk_rows = Some(rows);
+        report.other_rows = Some(totals.iter().map(|t| t.2).sum::<u64>() - rows);
         let _ = std::fs::remove_dir_all(&scratch);
     }
     print_report(&report, &args);
@@ -316,9 +322,21 @@ fn print_report(r: &Report, args: &BenchArgs) {
     if let (Some(b), Some(rows)) = (r.disk_bytes, r.disk_rows) {
         let per = b as f64 / rows.max(1) as f64;
         println!(
-            "| Parquet on disk | {per:.1} bytes/span ({rows} rows, {:.1}x smaller than OTLP) |",
+            "| Parquet on disk (`spans`) | {per:.1} bytes/span ({rows} rows, {:.1}x smaller than OTLP) |",
             r.raw_bytes_per_span / per
         );
+        // Every acknowledged span stored once: a difference is a bug.
+        let check = match rows.cmp(&r.spans_acked) {
+            std::cmp::Ordering::Equal => "equal".to_string(),
+            std::cmp::Ordering::Greater => {
+                format!("{} more on disk (stored twice?)", rows - r.spans_acked)
+            }
+            std::cmp::Ordering::Less => format!("{} missing", r.spans_acked - rows),
+        };
+        println!("| span rows on disk vs acknowledged | {check} |");
+    }
+    if let Some(n) = r.other_rows {
+        println!("| the node's own rows (self-metrics, profiles) | {n} |");
     }
 }
 
@@ -414,18 +432,20 @@ fn peak_rss(pid: u32) -> Option<u64> {
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
-/// Total Parquet bytes and rows (from footers) of the tables under `dir`.
-async fn parquet_totals(dir: &Path) -> anyhow::Result<(u64, u64)> {
+/// Parquet bytes and rows (from footers) of each table under `dir`.
+async fn parquet_totals(dir: &Path) -> anyhow::Result<Vec<(Table, u64, u64)>> {
     let storage = Storage::local(dir.to_path_buf(), SelfMetrics::new())?;
-    let (mut bytes, mut rows) = (0, 0);
+    let mut out = Vec::new();
     for table in Table::ALL {
+        let (mut bytes, mut rows) = (0, 0);
         for meta in storage.list(table, None).await? {
             let info = storage.file_info(meta).await?;
             bytes += info.meta.size;
             rows += info.rows;
         }
+        out.push((table, bytes, rows));
     }
-    Ok((bytes, rows))
+    Ok(out)
 }
 
 #[cfg(test)]

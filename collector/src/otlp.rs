@@ -660,7 +660,8 @@ mod tests {
         let body = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[
             {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"ok"},
             {"traceId":"5b8e","spanId":"eee19b7ec3c1b174","name":"short"}]}]}]}"#;
-        let mut p = Payload::decode(Signal::Traces, Encoding::Json, &Bytes::from_static(body)).unwrap();
+        let mut p =
+            Payload::decode(Signal::Traces, Encoding::Json, &Bytes::from_static(body)).unwrap();
         assert!(matches!(p, Payload::Traces(_)), "{p:?}");
         assert_eq!(p.validate().count, 1);
         let bytes = Bytes::from(p.encode_to_vec());

@@ -161,3 +161,41 @@ def test_mutated_requests_never_crash_the_server(server):
     assert requests.get(server.api("/-/healthy")).status_code == 200
     assert server.proc.poll() is None
     assert server.metric("process_resident_memory_bytes") > 0, "process metrics are exported"
+
+
+def test_a_resource_copied_to_many_items_past_the_limit_is_refused(server):
+    """Every log record (span, data point) carries its resource's attributes:
+    a 62 KB request of 32 KB resource and 15,000 empty records would expand
+    to ~480 MB. It is refused as too large, and the server keeps serving."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+    def logs(records):
+        req = ExportLogsServiceRequest()
+        rl = req.resource_logs.add()
+        rl.resource.attributes.append(
+            KeyValue(key="process.command_args", value=AnyValue(string_value="a" * 32768)))
+        rl.scope_logs.add().log_records.extend(records)
+        return req.SerializeToString()
+
+    body = logs([LogRecord() for _ in range(15000)])
+    assert len(body) < LIMIT
+    r = post(server, body, path="/v1/logs")
+    assert r.status_code == 413, r.content
+    assert "15000 items" in status_of(r).message and status_of(r).code == 8
+
+    with pytest.raises(grpc.RpcError) as e:
+        raw_grpc(server, body, method="/opentelemetry.proto.collector.logs.v1.LogsService/Export")
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert server.metric("sightline_receiver_requests_total", outcome="too_large") == 2
+
+    # The same resource over a few records is stored, attribute and all.
+    few = [LogRecord(body=AnyValue(string_value=f"line {i}")) for i in range(10)]
+    r = post(server, logs(few), path="/v1/logs")
+    assert r.status_code == 200
+    t = server.wait_rows("logs", 10)
+    assert sorted(v["string"] for v in t.column("body").to_pylist()) == sorted(f"line {i}" for i in range(10))
+    args = [dict(m)["process.command_args"]["string"] for m in t.column("resource_attributes").to_pylist()]
+    assert args == ["a" * 32768] * 10
+    assert server.proc.poll() is None

@@ -281,9 +281,18 @@ mod tests {
         assert_eq!(
             runs_of(&[0, 0, 1, 1, 1, 0]),
             vec![
-                Run { range: 0..1, times: 2 },
-                Run { range: 1..2, times: 3 },
-                Run { range: 0..1, times: 1 },
+                Run {
+                    range: 0..1,
+                    times: 2
+                },
+                Run {
+                    range: 1..2,
+                    times: 3
+                },
+                Run {
+                    range: 0..1,
+                    times: 1
+                },
             ]
         );
     }
