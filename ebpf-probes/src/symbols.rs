@@ -27,11 +27,16 @@ use blazesym::symbolize::{Input, Symbolized, Symbolizer};
 /// (about 100 bytes each).
 const MAX_ENTRIES: usize = 500_000;
 
-/// Binaries the symbolizer may hold open before it starts over: it keeps
-/// every file it has read, and each process's binary is a different
-/// `/proc/<pid>/map_files` path, so a busy machine would otherwise grow it
+/// Files the symbolizer may hold open before it starts over: it keeps every
+/// file it has read, parsed, so a busy machine would otherwise grow it
 /// without bound. Our own name cache survives the reset.
-const MAX_OPEN_BINARIES: usize = 32;
+///
+/// Each process's binary is a different `/proc/<pid>/map_files` path, so
+/// binaries are opened by build id, through the first process seen running
+/// each (`Binaries::path_for`): counted by path, six processes' binaries and
+/// libraries filled this, and every reset made the next miss parse
+/// Sightline's own 900 MB binary again — 5 % of the server's CPU under load.
+const MAX_OPEN_BINARIES: usize = 64;
 
 /// Cache hit and miss counts, for tests and self-metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -45,14 +50,48 @@ pub struct CacheStats {
 /// Address → name, cached.
 pub struct Symbols {
     normalizer: Normalizer,
-    symbolizer: Symbolizer,
+    binaries: Binaries,
     /// (build id, or the path when the binary has none; file offset) → name.
     user: HashMap<(Arc<[u8]>, u64), Arc<str>>,
     kernel: HashMap<u64, Arc<str>>,
-    /// Binaries read by `symbolizer` since it was made.
-    open_binaries: HashSet<PathBuf>,
     /// Counts since start.
     pub stats: CacheStats,
+}
+
+/// The symbolizer and the files it has open.
+struct Binaries {
+    symbolizer: Symbolizer,
+    /// Binary (build id, or path) → the path `symbolizer` reads it by.
+    paths: HashMap<Arc<[u8]>, PathBuf>,
+    /// Paths given to `symbolizer` since it was made.
+    opened: HashSet<PathBuf>,
+}
+
+impl Binaries {
+    fn new() -> Binaries {
+        Binaries {
+            symbolizer: symbolizer(),
+            paths: HashMap::new(),
+            opened: HashSet::new(),
+        }
+    }
+
+    /// The path to read binary `key` by: the one it was read by before,
+    /// while that process lives (the symbolizer has it parsed), else `seen`.
+    fn path_for(&mut self, key: &Arc<[u8]>, seen: &std::path::Path) -> PathBuf {
+        if let Some(p) = self.paths.get(key)
+            && self.opened.contains(p)
+            && p.exists()
+        {
+            return p.clone();
+        }
+        if self.opened.len() >= MAX_OPEN_BINARIES {
+            *self = Binaries::new();
+        }
+        self.opened.insert(seen.to_path_buf());
+        self.paths.insert(key.clone(), seen.to_path_buf());
+        seen.to_path_buf()
+    }
 }
 
 impl Default for Symbols {
@@ -62,10 +101,9 @@ impl Default for Symbols {
                 .enable_build_ids(true)
                 .enable_build_id_caching(true)
                 .build(),
-            symbolizer: symbolizer(),
+            binaries: Binaries::new(),
             user: HashMap::new(),
             kernel: HashMap::new(),
-            open_binaries: HashSet::new(),
             stats: CacheStats::default(),
         }
     }
@@ -118,15 +156,9 @@ impl Symbols {
             };
             let key = binary_key(elf);
             let offsets: Vec<u64> = wanted.iter().map(|(_, o)| *o).collect();
-            let mut source = Elf::new(&elf.path);
+            let path = self.binaries.path_for(&key, &elf.path);
+            let mut source = Elf::new(&path);
             source.debug_syms = false;
-            if !self.open_binaries.contains(&elf.path) {
-                if self.open_binaries.len() >= MAX_OPEN_BINARIES {
-                    self.symbolizer = symbolizer();
-                    self.open_binaries.clear();
-                }
-                self.open_binaries.insert(elf.path.to_path_buf());
-            }
             let mut found = self.lookup(&Source::Elf(source), Input::FileOffset(&offsets));
             if found.iter().all(Option::is_none) {
                 // Nothing named: a stripped binary. DWARF, from the binary or
@@ -139,7 +171,7 @@ impl Symbols {
                     .filter(|(_, n)| n.is_none())
                     .map(|(o, _)| *o)
                     .collect();
-                let mut dwarf = Elf::new(&elf.path);
+                let mut dwarf = Elf::new(&path);
                 dwarf.debug_syms = true;
                 let mut named = self
                     .lookup(&Source::Elf(dwarf), Input::FileOffset(&unnamed))
@@ -202,7 +234,7 @@ impl Symbols {
     /// One name per input, `None` where the symbolizer knows none.
     fn lookup(&self, src: &Source, input: Input<&[u64]>) -> Vec<Option<String>> {
         let n = input.as_inner_ref().len();
-        match self.symbolizer.symbolize(src, input) {
+        match self.binaries.symbolizer.symbolize(src, input) {
             Ok(syms) => syms
                 .iter()
                 .map(|s| match s {
@@ -250,5 +282,64 @@ mod tests {
         let again = s.user(pid, &[ip]);
         assert_eq!(again, first);
         assert_eq!(s.stats, CacheStats { hits: 1, misses: 1 });
+    }
+
+    /// Start address and file offset of the first executable mapping of
+    /// `/proc/<pid>/maps` whose path ends with `name`.
+    fn text_mapping(pid: u32, name: &str) -> (u64, u64) {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+        let line = maps
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some("r-xp") && l.ends_with(name))
+            .unwrap_or_else(|| panic!("no text mapping of {name} in {maps}"));
+        let mut f = line.split_whitespace();
+        let start = u64::from_str_radix(f.next().unwrap().split('-').next().unwrap(), 16);
+        let offset = u64::from_str_radix(f.nth(1).unwrap(), 16);
+        (start.unwrap(), offset.unwrap())
+    }
+
+    #[test]
+    fn processes_running_one_binary_share_one_open_file() {
+        let mut children: Vec<_> = (0..3)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("30")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut s = Symbols::default();
+        for (i, child) in children.iter().enumerate() {
+            let (start, _) = text_mapping(child.id(), "/sleep");
+            // A different address in each, so each one misses the name cache.
+            let names = s.user(child.id(), &[start + 0x40 * (i as u64 + 1)]);
+            assert!(!names[0].starts_with("0x"), "{names:?}");
+        }
+        assert_eq!(s.stats.misses, 3);
+        assert_eq!(s.binaries.opened.len(), 1, "{:?}", s.binaries.opened);
+        // Once the process it was read by exits, the next one's path is used.
+        let first = children.remove(0);
+        let first_id = first.id();
+        kill(first);
+        let (start, _) = text_mapping(children[0].id(), "/sleep");
+        s.user(children[0].id(), &[start + 0x400]);
+        assert_eq!(s.binaries.opened.len(), 2);
+        assert!(
+            s.binaries.opened.iter().all(|p| p.starts_with("/proc")),
+            "{:?}",
+            s.binaries.opened
+        );
+        assert!(
+            !s.binaries
+                .paths
+                .values()
+                .any(|p| p.starts_with(format!("/proc/{first_id}/")))
+        );
+        children.into_iter().for_each(kill);
+    }
+
+    fn kill(mut child: std::process::Child) {
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }
