@@ -284,18 +284,21 @@ mod tests {
         assert_eq!(s.stats, CacheStats { hits: 1, misses: 1 });
     }
 
-    /// Start address and file offset of the first executable mapping of
-    /// `/proc/<pid>/maps` whose path ends with `name`.
-    fn text_mapping(pid: u32, name: &str) -> (u64, u64) {
-        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-        let line = maps
-            .lines()
-            .find(|l| l.split_whitespace().nth(1) == Some("r-xp") && l.ends_with(name))
-            .unwrap_or_else(|| panic!("no text mapping of {name} in {maps}"));
-        let mut f = line.split_whitespace();
-        let start = u64::from_str_radix(f.next().unwrap().split('-').next().unwrap(), 16);
-        let offset = u64::from_str_radix(f.nth(1).unwrap(), 16);
-        (start.unwrap(), offset.unwrap())
+    /// Start address of the first executable mapping of `/proc/<pid>/maps`
+    /// whose path ends with `name`, waiting for a new child's `exec`.
+    fn text_mapping(pid: u32, name: &str) -> u64 {
+        for _ in 0..200 {
+            let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+            let text = maps
+                .lines()
+                .find(|l| l.split_whitespace().nth(1) == Some("r-xp") && l.ends_with(name));
+            if let Some(line) = text {
+                let start = line.split('-').next().unwrap();
+                return u64::from_str_radix(start, 16).unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("no text mapping of {name} in process {pid}")
     }
 
     #[test]
@@ -310,7 +313,7 @@ mod tests {
             .collect();
         let mut s = Symbols::default();
         for (i, child) in children.iter().enumerate() {
-            let (start, _) = text_mapping(child.id(), "/sleep");
+            let start = text_mapping(child.id(), "/sleep");
             // A different address in each, so each one misses the name cache.
             let names = s.user(child.id(), &[start + 0x40 * (i as u64 + 1)]);
             assert!(!names[0].starts_with("0x"), "{names:?}");
@@ -321,7 +324,7 @@ mod tests {
         let first = children.remove(0);
         let first_id = first.id();
         kill(first);
-        let (start, _) = text_mapping(children[0].id(), "/sleep");
+        let start = text_mapping(children[0].id(), "/sleep");
         s.user(children[0].id(), &[start + 0x400]);
         assert_eq!(s.binaries.opened.len(), 2);
         assert!(
