@@ -221,7 +221,7 @@ impl Payload {
     fn json_traces(req: ExportTraceServiceRequest) -> Result<Payload, DecodeError> {
         let body = Bytes::from(req.encode_to_vec());
         let (mut b, appended) = SpansBuilder::read(&body).map_err(DecodeError::Unreadable)?;
-        Ok(if appended.invalid_ids {
+        Ok(if appended.invalid {
             Payload::Traces(req)
         } else {
             Payload::Spans(EncodedSpans {

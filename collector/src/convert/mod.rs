@@ -2,6 +2,7 @@
 //! table. Runs after the acknowledgement, off the request path.
 
 mod columns;
+mod context_wire;
 mod logs;
 mod metrics;
 mod profiles;
@@ -19,10 +20,24 @@ pub use columns::{any_value_fields, attributes_type, timestamp_type};
 pub use logs::LogsBuilder;
 pub use metrics::MetricsBuilder;
 pub use profiles::{ProfileSample, ProfileSamplesBuilder, profile_batch};
-pub use traces::{Appended, SpansBuilder};
+pub use traces::SpansBuilder;
 
 use crate::otlp::Payload;
 use crate::schema::Table;
+
+/// What an `append_encoded` (spans or logs) appended.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Items (spans, log records) appended.
+    pub items: u64,
+    /// Whether some item needs prost's path: an id that validation rejects
+    /// (appended as null, as `IdBuilder` stores any invalid id), or a log
+    /// record with no time, which takes the time the request is received.
+    pub invalid: bool,
+    /// Encoded bytes of resource and scope that `finish` copies to every
+    /// item of their group: what the batch grows by beyond the items.
+    pub context_bytes: u64,
+}
 
 /// Converts one request into record batches, one per table that has rows.
 ///

@@ -1,51 +1,14 @@
-//! Borrowed views of the messages of an encoded `ExportTraceServiceRequest`
-//! (trace/v1 and common/v1 field numbers), read with `wire`. A view holds
+//! Borrowed views of the trace messages of an encoded
+//! `ExportTraceServiceRequest` (trace/v1 field numbers), read with `wire`;
+//! the shared ones are in `context_wire`. A view holds
 //! slices of the request bytes; repeated fields go to reusable [`Scratch`]
 //! vectors, so reading a span allocates nothing once they have grown.
 
 use std::ops::Range;
 
-use opentelemetry_proto::tonic::common::v1::AnyValue;
-use prost::Message;
-
-use super::columns::{Attribute, Value};
+use super::context_wire::{KvView, read_kv};
 use super::wire::{Fields, Unusual, set_once};
 use crate::otlp::check_id;
-
-/// A `KeyValue`.
-#[derive(Debug, Clone, Copy)]
-pub struct KvView<'a> {
-    key: &'a str,
-    value: Option<Value<'a>>,
-}
-
-impl Attribute for KvView<'_> {
-    fn key(&self) -> &str {
-        self.key
-    }
-
-    fn value(&self) -> Option<Value<'_>> {
-        self.value
-    }
-}
-
-/// A `Resource` (its attributes go to a scratch vector).
-#[derive(Debug, Default)]
-pub struct ResourceView {
-    /// `dropped_attributes_count`.
-    pub dropped: u32,
-}
-
-/// An `InstrumentationScope` (its attributes go to a scratch vector).
-#[derive(Debug, Default)]
-pub struct ScopeView<'a> {
-    /// `name`.
-    pub name: &'a str,
-    /// `version`.
-    pub version: &'a str,
-    /// `dropped_attributes_count`.
-    pub dropped: u32,
-}
 
 /// A `Span`; its attributes, events and links are in the [`Scratch`].
 #[derive(Debug, Default)]
@@ -105,10 +68,6 @@ impl SpanView<'_> {
 /// Vectors reused across the messages of one request.
 #[derive(Default)]
 pub struct Scratch<'a> {
-    pub scopes: Vec<&'a [u8]>,
-    pub spans: Vec<&'a [u8]>,
-    pub resource_attributes: Vec<KvView<'a>>,
-    pub scope_attributes: Vec<KvView<'a>>,
     /// The current span's.
     pub attributes: Vec<KvView<'a>>,
     pub events: Vec<EventView<'a>>,
@@ -214,119 +173,6 @@ fn read_link<'a>(buf: &'a [u8], attrs: &mut Vec<KvView<'a>>) -> Result<LinkView<
     })?;
     l.attributes = first..attrs.len();
     Ok(l)
-}
-
-/// Reads a `ResourceSpans` or a `ScopeSpans`, which share one shape: field
-/// 1 is their resource or scope, 2 the repeated messages below them (put in
-/// `items`, cleared first), 3 a schema URL.
-pub fn read_envelope<'a>(
-    buf: &'a [u8],
-    items: &mut Vec<&'a [u8]>,
-) -> Result<(Option<&'a [u8]>, &'a str), Unusual> {
-    let (mut head, mut schema_url) = (None, "");
-    items.clear();
-    Fields::new(buf).for_each(|tag, f| {
-        match tag {
-            1 => set_once(&mut head, tag, f)?,
-            2 => items.push(f.bytes(tag)?),
-            3 => schema_url = f.str(tag)?,
-            _ => {}
-        }
-        Ok(())
-    })?;
-    Ok((head, schema_url))
-}
-
-/// Reads a `Resource`, its attributes into `attrs`. `entity_refs` are not
-/// stored, so they are skipped unread.
-pub fn read_resource<'a>(
-    buf: &'a [u8],
-    attrs: &mut Vec<KvView<'a>>,
-) -> Result<ResourceView, Unusual> {
-    let mut r = ResourceView::default();
-    Fields::new(buf).for_each(|tag, f| {
-        match tag {
-            1 => attrs.push(read_kv(f.bytes(tag)?)?),
-            2 => r.dropped = f.uint32(tag)?,
-            _ => {}
-        }
-        Ok(())
-    })?;
-    Ok(r)
-}
-
-/// Reads an `InstrumentationScope`, its attributes into `attrs`.
-pub fn read_scope<'a>(
-    buf: &'a [u8],
-    attrs: &mut Vec<KvView<'a>>,
-) -> Result<ScopeView<'a>, Unusual> {
-    let mut s = ScopeView::default();
-    Fields::new(buf).for_each(|tag, f| {
-        match tag {
-            1 => s.name = f.str(tag)?,
-            2 => s.version = f.str(tag)?,
-            3 => attrs.push(read_kv(f.bytes(tag)?)?),
-            4 => s.dropped = f.uint32(tag)?,
-            _ => {}
-        }
-        Ok(())
-    })?;
-    Ok(s)
-}
-
-/// Reads a `KeyValue`. `key_strindex` (profiles only) is not stored.
-fn read_kv(buf: &[u8]) -> Result<KvView<'_>, Unusual> {
-    let (mut key, mut value) = ("", None);
-    Fields::new(buf).for_each(|tag, f| {
-        match tag {
-            1 => key = f.str(tag)?,
-            2 => set_once(&mut value, tag, f)?,
-            3 => {
-                f.int32(tag)?;
-            }
-            _ => {}
-        }
-        Ok(())
-    })?;
-    Ok(KvView {
-        key,
-        value: value.map(read_any_value).transpose()?.flatten(),
-    })
-}
-
-/// Reads an `AnyValue`: `None` when it holds nothing. Arrays, key-value
-/// lists and string-table references stay encoded (they are stored as
-/// JSON, rarely) once prost has checked that they decode.
-fn read_any_value(buf: &[u8]) -> Result<Option<Value<'_>>, Unusual> {
-    let mut value = None;
-    Fields::new(buf).for_each(|tag, f| {
-        let v = match tag {
-            1 => Value::Str(f.str(tag)?),
-            2 => Value::Bool(f.varint(tag)? != 0),
-            3 => Value::Int(f.varint(tag)? as i64),
-            4 => Value::Double(f64::from_bits(f.fixed64(tag)?)),
-            5 | 6 => {
-                f.bytes(tag)?;
-                Value::Encoded(buf)
-            }
-            7 => Value::Bytes(f.bytes(tag)?),
-            8 => {
-                f.int32(tag)?;
-                Value::Encoded(buf)
-            }
-            _ => return Ok(()),
-        };
-        // A oneof set twice: prost keeps the last scalar but merges
-        // messages; leave both cases to prost.
-        if value.replace(v).is_some() {
-            return Err(Unusual::Merge(tag));
-        }
-        Ok(())
-    })?;
-    if let Some(Value::Encoded(b)) = value {
-        AnyValue::decode(b).map_err(|_| Unusual::Malformed)?;
-    }
-    Ok(value)
 }
 
 #[cfg(test)]

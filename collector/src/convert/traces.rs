@@ -11,16 +11,15 @@ use arrow::datatypes::DataType;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
+use super::Appended;
 use super::columns::{
-    AttributesBuilder, Column, ColumnsExt, ContextBuilder, Group, IdBuilder, PromotedBuilder,
+    AttributesBuilder, Column, ColumnsExt, ContextBuilder, IdBuilder, PromotedBuilder,
     append_opt_str, append_time, attributes_type, field, list_of_structs, nanos_i64,
     timestamp_builder, timestamp_type,
 };
-use super::spans_wire::{
-    EventView, KvView, LinkView, ResourceView, ScopeView, Scratch, SpanView, read_envelope,
-    read_resource, read_scope,
-};
-use super::wire::{Fields, Unusual};
+use super::context_wire::{KvView, copies, for_each_group};
+use super::spans_wire::{EventView, LinkView, Scratch, SpanView};
+use super::wire::Unusual;
 use crate::schema::PROMOTED_SPAN_KEYS;
 
 /// Builds the `spans` table.
@@ -72,19 +71,6 @@ impl Default for SpansBuilder {
     }
 }
 
-/// What [`SpansBuilder::append_encoded`] appended.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Appended {
-    /// Spans appended.
-    pub spans: u64,
-    /// Whether some span or link has an id that validation rejects
-    /// (appended as null, as [`IdBuilder`] stores any invalid id).
-    pub invalid_ids: bool,
-    /// Encoded bytes of resource and scope that `finish` copies to every
-    /// span of their group: what the batch grows by beyond the spans.
-    pub context_bytes: u64,
-}
-
 impl SpansBuilder {
     /// Appends every span of a decoded request.
     pub fn append_request(&mut self, req: &ExportTraceServiceRequest) {
@@ -101,11 +87,22 @@ impl SpansBuilder {
     /// straight from its bytes (see `convert::wire`). On `Err` the builder
     /// may hold part of the request and must be dropped.
     pub fn append_encoded(&mut self, body: &[u8]) -> Result<Appended, Unusual> {
-        let mut scratch = Scratch::default();
+        let mut s = Scratch::default();
         let mut out = Appended::default();
-        Fields::new(body).for_each(|tag, f| match tag {
-            1 => self.append_resource_spans(f.bytes(tag)?, &mut scratch, &mut out),
-            _ => Ok(()),
+        for_each_group(body, |group, spans, context_len| {
+            out.context_bytes = out
+                .context_bytes
+                .saturating_add(copies(context_len, spans.len()));
+            if !spans.is_empty() {
+                self.context.start_group(group);
+            }
+            for span in spans {
+                let v = s.read_span(span)?;
+                out.invalid |= !v.ids_valid(&s.links);
+                self.append_span(&v, &s);
+                out.items += 1;
+            }
+            Ok(())
         })?;
         Ok(out)
     }
@@ -123,73 +120,9 @@ impl SpansBuilder {
     /// partial success, its error, or a shape the reader refuses).
     pub fn decode_valid(body: &[u8], max_context: u64) -> Option<(RecordBatch, Appended)> {
         match SpansBuilder::read(body) {
-            Ok((mut b, a)) if !a.invalid_ids && a.context_bytes <= max_context => {
-                Some((b.finish(), a))
-            }
+            Ok((mut b, a)) if !a.invalid && a.context_bytes <= max_context => Some((b.finish(), a)),
             _ => None,
         }
-    }
-
-    fn append_resource_spans<'a>(
-        &mut self,
-        buf: &'a [u8],
-        s: &mut Scratch<'a>,
-        out: &mut Appended,
-    ) -> Result<(), Unusual> {
-        let mut scopes = std::mem::take(&mut s.scopes);
-        let (resource, schema_url) = read_envelope(buf, &mut scopes)?;
-        let mut res = ResourceView::default();
-        s.resource_attributes.clear();
-        if let Some(r) = resource {
-            res = read_resource(r, &mut s.resource_attributes)?;
-        }
-        let res_len = resource.map_or(0, <[u8]>::len) + schema_url.len();
-        for scope in &scopes {
-            self.append_scope_spans(scope, (&res, res_len), schema_url, s, out)?;
-        }
-        s.scopes = scopes;
-        Ok(())
-    }
-
-    fn append_scope_spans<'a>(
-        &mut self,
-        buf: &'a [u8],
-        (res, res_len): (&ResourceView, usize),
-        resource_schema_url: &'a str,
-        s: &mut Scratch<'a>,
-        out: &mut Appended,
-    ) -> Result<(), Unusual> {
-        let mut spans = std::mem::take(&mut s.spans);
-        let (scope, schema_url) = read_envelope(buf, &mut spans)?;
-        let mut sc = ScopeView::default();
-        s.scope_attributes.clear();
-        if let Some(b) = scope {
-            sc = read_scope(b, &mut s.scope_attributes)?;
-        }
-        let group_len = res_len + scope.map_or(0, <[u8]>::len) + schema_url.len();
-        out.context_bytes = out
-            .context_bytes
-            .saturating_add((group_len as u64).saturating_mul(spans.len() as u64));
-        if !spans.is_empty() {
-            self.context.start_group(&Group {
-                resource_attributes: &s.resource_attributes,
-                resource_dropped: res.dropped,
-                resource_schema_url,
-                scope_name: sc.name,
-                scope_version: sc.version,
-                scope_attributes: &s.scope_attributes,
-                scope_dropped: sc.dropped,
-                scope_schema_url: schema_url,
-            });
-        }
-        for span in &spans {
-            let v = s.read_span(span)?;
-            out.invalid_ids |= !v.ids_valid(&s.links);
-            self.append_span(&v, s);
-            out.spans += 1;
-        }
-        s.spans = spans;
-        Ok(())
     }
 
     fn append_span(&mut self, v: &SpanView<'_>, s: &Scratch<'_>) {
