@@ -17,10 +17,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::metrics::v1::{Exemplar, Metric, metric::Data};
 use prost::Message;
 
-use crate::convert::SpansBuilder;
 use crate::convert::wire::Unusual;
+use crate::convert::{LogsBuilder, SpansBuilder};
 
-use crate::schema::Signal;
+use crate::schema::{Signal, Table};
 
 /// A string attribute (`key = "value"`), the kind Sightline attaches to
 /// the metrics it makes itself.
@@ -109,32 +109,47 @@ pub enum Payload {
     /// A `profile_samples` batch from Sightline's own profiler; stored in
     /// the WAL as an Arrow IPC stream.
     Profiles(RecordBatch),
-    /// An `ExportTraceServiceRequest` whose spans are all valid, converted
-    /// while it was read (see `convert::wire`), with its encoding.
-    Spans(EncodedSpans),
+    /// A trace or logs request whose items can all be stored as they are,
+    /// converted while it was read (see `convert::wire`), with its encoding.
+    Converted(Converted),
 }
 
-/// A protobuf trace request and its `spans` batch.
+/// A protobuf request and the batch of its items.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EncodedSpans {
-    /// The request as received.
+pub struct Converted {
+    /// [`Signal::Traces`] (a `spans` batch) or [`Signal::Logs`] (`logs`).
+    pub signal: Signal,
+    /// The request's protobuf encoding.
     pub body: Bytes,
-    /// Its spans.
+    /// Its items.
     pub batch: RecordBatch,
     /// Its [`Payload::context_bytes`].
     pub context_bytes: u64,
 }
 
-impl EncodedSpans {
-    /// Reads `body` straight into a batch, when every span is valid and
-    /// its context is within [`MAX_CONTEXT_BYTES`].
-    fn read(body: &Bytes) -> Option<EncodedSpans> {
-        let (batch, appended) = SpansBuilder::decode_valid(body, MAX_CONTEXT_BYTES)?;
-        Some(EncodedSpans {
+impl Converted {
+    /// Reads `body` straight into a batch, when every item can be stored
+    /// as read and the context is within [`MAX_CONTEXT_BYTES`].
+    fn read(signal: Signal, body: &Bytes) -> Option<Converted> {
+        let (batch, appended) = match signal {
+            Signal::Traces => SpansBuilder::decode_valid(body, MAX_CONTEXT_BYTES)?,
+            Signal::Logs => LogsBuilder::decode_valid(body, MAX_CONTEXT_BYTES)?,
+            Signal::Metrics | Signal::Profiles => return None,
+        };
+        Some(Converted {
+            signal,
             body: body.clone(),
             batch,
             context_bytes: appended.context_bytes,
         })
+    }
+
+    /// The table its batch goes to.
+    pub fn table(&self) -> Table {
+        match self.signal {
+            Signal::Logs => Table::Logs,
+            _ => Table::Spans,
+        }
     }
 }
 
@@ -183,19 +198,20 @@ impl Rejected {
 impl Payload {
     /// Decodes a body of the given signal and encoding.
     ///
-    /// A protobuf trace request whose spans are all valid is converted to
-    /// Arrow as it is read ([`Payload::Spans`]): decoding it into structs
-    /// first cost more than the conversion. Others are decoded by prost, for
-    /// validation with partial success or prost's error.
+    /// A protobuf trace or logs request whose items can all be stored as
+    /// they are is converted to Arrow as it is read ([`Payload::Converted`]):
+    /// decoding it into structs first cost more than the conversion. Others
+    /// are decoded by prost, for validation with partial success or prost's
+    /// error.
     pub fn decode(
         signal: Signal,
         encoding: Encoding,
         body: &Bytes,
     ) -> Result<Payload, DecodeError> {
-        if let (Signal::Traces, Encoding::Protobuf) = (signal, encoding)
-            && let Some(spans) = EncodedSpans::read(body)
+        if encoding == Encoding::Protobuf
+            && let Some(c) = Converted::read(signal, body)
         {
-            return Ok(Payload::Spans(spans));
+            return Ok(Payload::Converted(c));
         }
         let raw = &body[..];
         let payload = match (signal, encoding) {
@@ -224,7 +240,8 @@ impl Payload {
         Ok(if appended.invalid {
             Payload::Traces(req)
         } else {
-            Payload::Spans(EncodedSpans {
+            Payload::Converted(Converted {
+                signal: Signal::Traces,
                 body,
                 batch: b.finish(),
                 context_bytes: appended.context_bytes,
@@ -274,18 +291,19 @@ impl Payload {
                 }))
             })),
             Payload::Profiles(_) => 0,
-            Payload::Spans(s) => s.context_bytes,
+            Payload::Converted(c) => c.context_bytes,
         }
     }
 
     /// The payload that `bytes`, its protobuf encoding, stands for: a trace
-    /// request becomes [`Payload::Spans`], read from those bytes, so that
-    /// conversion does not encode it once more.
+    /// or logs request becomes [`Payload::Converted`], read from those
+    /// bytes, so that conversion does not encode it once more.
     pub fn encoded_as(self, bytes: &Bytes) -> Payload {
+        let signal = self.signal();
         match self {
-            Payload::Traces(req) => match EncodedSpans::read(bytes) {
-                Some(spans) => Payload::Spans(spans),
-                None => Payload::Traces(req),
+            p @ (Payload::Traces(_) | Payload::Logs(_)) => match Converted::read(signal, bytes) {
+                Some(c) => Payload::Converted(c),
+                None => p,
             },
             other => other,
         }
@@ -294,7 +312,8 @@ impl Payload {
     /// The request's signal.
     pub fn signal(&self) -> Signal {
         match self {
-            Payload::Traces(_) | Payload::Spans(_) => Signal::Traces,
+            Payload::Traces(_) => Signal::Traces,
+            Payload::Converted(c) => c.signal,
             Payload::Metrics(_) => Signal::Metrics,
             Payload::Logs(_) => Signal::Logs,
             Payload::Profiles(_) => Signal::Profiles,
@@ -308,7 +327,7 @@ impl Payload {
             Payload::Metrics(r) => r.encode_to_vec(),
             Payload::Logs(r) => r.encode_to_vec(),
             Payload::Profiles(b) => encode_ipc(b),
-            Payload::Spans(s) => s.body.to_vec(),
+            Payload::Converted(c) => c.body.to_vec(),
         }
     }
 
@@ -335,7 +354,7 @@ impl Payload {
                 .map(|sl| sl.log_records.len() as u64)
                 .sum(),
             Payload::Profiles(b) => b.num_rows() as u64,
-            Payload::Spans(s) => s.batch.num_rows() as u64,
+            Payload::Converted(c) => c.batch.num_rows() as u64,
         }
     }
 
@@ -349,8 +368,8 @@ impl Payload {
             Payload::Logs(r) => validate_logs(r, &mut rej),
             // Built by Sightline with the table's own builder.
             Payload::Profiles(_) => {}
-            // Only built when every span passed these checks.
-            Payload::Spans(_) => {}
+            // Only built when every item passed these checks.
+            Payload::Converted(_) => {}
         }
         rej.finish()
     }
@@ -635,7 +654,7 @@ mod tests {
             "attributes":[{"key":"n","value":{"intValue":"42"}},{"key":"m","value":{"intValue":7}}]}]}]}]}"#;
         let p = Payload::decode(Signal::Traces, Encoding::Json, &Bytes::from_static(body)).unwrap();
         // Converted while decoded, as a valid protobuf request is.
-        let Payload::Spans(spans) = p else {
+        let Payload::Converted(spans) = p else {
             panic!("{p:?}")
         };
         let decoded = ExportTraceServiceRequest::decode(&spans.body[..]).unwrap();
@@ -666,7 +685,7 @@ mod tests {
         assert_eq!(p.validate().count, 1);
         let bytes = Bytes::from(p.encode_to_vec());
         let p = p.encoded_as(&bytes);
-        let Payload::Spans(spans) = p else {
+        let Payload::Converted(spans) = p else {
             panic!("{p:?}")
         };
         assert_eq!(spans.batch.num_rows(), 1);
@@ -757,7 +776,7 @@ mod tests {
         let body = traces_with(1 << 20, 10);
         let p = Payload::decode(Signal::Traces, Encoding::Protobuf, &body).unwrap();
         let prost = Payload::Traces(Message::decode(&body[..]).unwrap());
-        let Payload::Spans(spans) = &p else {
+        let Payload::Converted(spans) = &p else {
             panic!("{p:?}")
         };
         assert_eq!(spans.batch.num_rows(), 10);

@@ -7,10 +7,14 @@ use arrow::array::{
 };
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 
+use super::Appended;
 use super::columns::{
     AnyValueBuilder, AttributesBuilder, Column, ColumnsExt, Context, ContextBuilder, IdBuilder,
     append_opt_str, append_time, timestamp_builder,
 };
+use super::context_wire::{KvView, copies, for_each_group};
+use super::logs_wire::{LogView, read_log};
+use super::wire::Unusual;
 
 /// Builds the `logs` table.
 pub struct LogsBuilder {
@@ -82,6 +86,59 @@ impl LogsBuilder {
                 }
             }
         }
+    }
+
+    /// Appends every log record of an encoded `ExportLogsServiceRequest`,
+    /// read straight from its bytes (see `convert::wire`). A record with no
+    /// time at all is appended with a null `time` and marks the result
+    /// `invalid`: it needs `append_request` and the time of receipt. On
+    /// `Err` the builder may hold part of the request and must be dropped.
+    pub fn append_encoded(&mut self, body: &[u8]) -> Result<Appended, Unusual> {
+        let mut attrs = Vec::new();
+        let mut out = Appended::default();
+        for_each_group(body, |group, records, context_len| {
+            out.context_bytes = out
+                .context_bytes
+                .saturating_add(copies(context_len, records.len()));
+            if !records.is_empty() {
+                self.context.start_group(group);
+            }
+            for rec in records {
+                let v = read_log(rec, &mut attrs)?;
+                out.invalid |= !v.storable();
+                self.append_log(&v, &attrs);
+                out.items += 1;
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Builds the batch of an encoded request when every record can be
+    /// stored as read and its context expands to at most `max_context`
+    /// bytes; `None` when it needs prost's decoding.
+    pub fn decode_valid(body: &[u8], max_context: u64) -> Option<(RecordBatch, Appended)> {
+        let mut b = LogsBuilder::default();
+        match b.append_encoded(body) {
+            Ok(a) if !a.invalid && a.context_bytes <= max_context => Some((b.finish(), a)),
+            _ => None,
+        }
+    }
+
+    fn append_log(&mut self, v: &LogView<'_>, attrs: &[KvView<'_>]) {
+        self.context.push_row();
+        let time = if v.time != 0 { v.time } else { v.observed_time };
+        append_time(&mut self.time, time);
+        append_time(&mut self.observed_time, v.observed_time);
+        self.severity_number.append_value(v.severity_number);
+        append_opt_str(&mut self.severity_text, v.severity_text);
+        self.body.append(v.body);
+        self.attributes.append(attrs);
+        self.dropped_attributes.append_value(v.dropped_attributes);
+        self.flags.append_value(v.flags);
+        self.trace_id.append(v.trace_id);
+        self.span_id.append(v.span_id);
+        append_opt_str(&mut self.event_name, v.event_name);
     }
 
     /// Finishes the record batch.

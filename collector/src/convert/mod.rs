@@ -4,6 +4,7 @@
 mod columns;
 mod context_wire;
 mod logs;
+mod logs_wire;
 mod metrics;
 mod profiles;
 mod repeat;
@@ -50,7 +51,7 @@ pub fn convert(payload: &Payload, received_at: u64) -> Vec<(Table, RecordBatch)>
             b.append_request(req);
             vec![(Table::Spans, b.finish())]
         }
-        Payload::Spans(spans) => vec![(Table::Spans, spans.batch.clone())],
+        Payload::Converted(c) => vec![(c.table(), c.batch.clone())],
         Payload::Logs(req) => {
             let mut b = LogsBuilder::default();
             b.append_request(req, received_at);

@@ -186,9 +186,9 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
     use prost::Message;
-    use prost::encoding::{WireType, encode_key, encode_varint};
 
     use crate::convert::convert;
+    use crate::convert::wire::rewrite::{framed, reversed};
     use crate::otlp::{Encoding, Payload};
     use crate::schema::Signal;
 
@@ -301,57 +301,11 @@ mod tests {
         }
     }
 
-    /// The raw fields of a message, in order.
-    fn split(mut buf: &[u8]) -> Vec<(u32, Vec<u8>)> {
-        let mut out = Vec::new();
-        while !buf.is_empty() {
-            let start = buf;
-            let (tag, wire) = prost::encoding::decode_key(&mut buf).unwrap();
-            prost::encoding::skip_field(wire, tag, &mut buf, Default::default()).unwrap();
-            let field_len = start.len() - buf.len();
-            out.push((tag, start[..field_len].to_vec()));
-        }
-        out
-    }
-
-    /// The payload of a length-delimited field's raw bytes.
-    fn inner(raw: &[u8]) -> &[u8] {
-        let mut b = raw;
-        prost::encoding::decode_key(&mut b).unwrap();
-        prost::encoding::decode_varint(&mut b).unwrap();
-        b
-    }
-
-    fn framed(tag: u32, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        encode_key(tag, WireType::LengthDelimited, &mut out);
-        encode_varint(payload.len() as u64, &mut out);
-        out.extend_from_slice(payload);
-        out
-    }
-
-    /// Rewrites a message with its fields in reverse order, recursing into
-    /// the submessages `nested` names by tag, and `extra` appended.
-    fn reversed(buf: &[u8], nested: &dyn Fn(u32) -> Option<u8>, depth: u8) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (tag, raw) in split(buf).into_iter().rev() {
-            match nested(tag + 100 * u32::from(depth)) {
-                Some(d) => out.extend(framed(tag, &reversed(inner(&raw), nested, d))),
-                None => out.extend(raw),
-            }
-        }
-        // An unknown varint field and an unknown length-delimited one.
-        encode_key(999, WireType::Varint, &mut out);
-        encode_varint(42, &mut out);
-        out.extend(framed(998, b"ignored"));
-        out
-    }
-
     fn fast_and_prost(body: Vec<u8>) -> (Option<Payload>, Payload) {
         let body = Bytes::from(body);
         let fast = Payload::decode(Signal::Traces, Encoding::Protobuf, &body).unwrap();
         let slow = Payload::Traces(ExportTraceServiceRequest::decode(&body[..]).unwrap());
-        let fast = matches!(fast, Payload::Spans(_)).then_some(fast);
+        let fast = matches!(fast, Payload::Converted(_)).then_some(fast);
         (fast, slow)
     }
 
