@@ -3,8 +3,8 @@
 //! The path of one request through this crate:
 //!
 //! 1. [`receive`] — OTLP/gRPC and OTLP/HTTP receivers decode the body into an
-//!    [`otlp::Payload`] (valid protobuf spans are read straight into their
-//!    Arrow batch by [`convert::wire`]);
+//!    [`otlp::Payload`] (valid protobuf spans and log records are read
+//!    straight into their Arrow batch by [`convert::wire`]);
 //! 2. [`ingest::Ingest::export`] validates it (partial success), checks the
 //!    [`buffer::MemoryBudget`], appends it to the [`wal`] and acknowledges;
 //! 3. [`convert`] turns it into Arrow record batches per [`schema::Table`],
