@@ -69,18 +69,10 @@ mod tests {
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use prost::Message;
 
-    use crate::convert::convert;
+    use crate::convert::oracle::{batch, direct_and_prost, kv};
     use crate::convert::wire::rewrite::{framed, reversed};
-    use crate::otlp::{Encoding, Payload};
+    use crate::otlp::Payload;
     use crate::schema::Signal;
-
-    fn kv(key: &str, v: Value) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(v) }),
-            ..Default::default()
-        }
-    }
 
     fn record(n: u8, body: Option<Value>) -> LogRecord {
         LogRecord {
@@ -168,21 +160,9 @@ mod tests {
         }
     }
 
-    fn direct_and_prost(body: Vec<u8>) -> (Option<Payload>, Payload) {
-        let body = Bytes::from(body);
-        let direct = Payload::decode(Signal::Logs, Encoding::Protobuf, &body).unwrap();
-        let prost = Payload::Logs(ExportLogsServiceRequest::decode(&body[..]).unwrap());
-        let direct = matches!(direct, Payload::Converted(_)).then_some(direct);
-        (direct, prost)
-    }
-
-    fn batch(p: &Payload) -> arrow::array::RecordBatch {
-        convert(p, 42).remove(0).1
-    }
-
     #[test]
     fn reading_logs_from_the_wire_gives_what_prost_decodes() {
-        let (direct, prost) = direct_and_prost(rich_request().encode_to_vec());
+        let (direct, prost) = direct_and_prost(Signal::Logs, rich_request().encode_to_vec());
         let direct = direct.expect("records with times and valid ids take the direct path");
         assert_eq!(batch(&direct), batch(&prost));
         assert_eq!(direct.item_count(), 5);
@@ -205,7 +185,7 @@ mod tests {
         let mut rec = record(6, None).encode_to_vec();
         rec.extend(framed(3, b"WARN"));
         body.extend(framed(1, &framed(2, &framed(2, &rec))));
-        let (direct, prost) = direct_and_prost(body);
+        let (direct, prost) = direct_and_prost(Signal::Logs, body);
         let direct = direct.expect("valid records take the direct path");
         let (direct, prost) = (batch(&direct), batch(&prost));
         assert_eq!(direct, prost);
@@ -221,7 +201,7 @@ mod tests {
         let records = &mut req.resource_logs[1].scope_logs[0].log_records;
         records[0].time_unix_nano = 0;
         records[0].observed_time_unix_nano = 0;
-        let (direct, prost) = direct_and_prost(req.encode_to_vec());
+        let (direct, prost) = direct_and_prost(Signal::Logs, req.encode_to_vec());
         assert!(direct.is_none());
         // The time of receipt stands in for the missing one.
         let times = batch(&prost).column_by_name("time").unwrap().clone();
@@ -232,7 +212,7 @@ mod tests {
 
         let mut req = rich_request();
         req.resource_logs[0].scope_logs[0].log_records[0].span_id = vec![1; 7];
-        let (direct, mut prost) = direct_and_prost(req.encode_to_vec());
+        let (direct, mut prost) = direct_and_prost(Signal::Logs, req.encode_to_vec());
         assert!(direct.is_none());
         assert_eq!(prost.validate().count, 1);
         let bytes = Bytes::from(prost.encode_to_vec());

@@ -6,6 +6,8 @@ mod context_wire;
 mod logs;
 mod logs_wire;
 mod metrics;
+#[cfg(test)]
+mod oracle;
 mod profiles;
 mod repeat;
 mod spans_wire;

@@ -187,18 +187,10 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
     use prost::Message;
 
-    use crate::convert::convert;
+    use crate::convert::oracle::{batch, direct_and_prost, kv};
     use crate::convert::wire::rewrite::{framed, reversed};
     use crate::otlp::{Encoding, Payload};
     use crate::schema::Signal;
-
-    fn kv(key: &str, v: Value) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: Some(AnyValue { value: Some(v) }),
-            ..Default::default()
-        }
-    }
 
     /// Every field the reader interprets, each value type, a promoted key
     /// with the wrong type, a resource-less group and an empty scope.
@@ -301,21 +293,9 @@ mod tests {
         }
     }
 
-    fn fast_and_prost(body: Vec<u8>) -> (Option<Payload>, Payload) {
-        let body = Bytes::from(body);
-        let fast = Payload::decode(Signal::Traces, Encoding::Protobuf, &body).unwrap();
-        let slow = Payload::Traces(ExportTraceServiceRequest::decode(&body[..]).unwrap());
-        let fast = matches!(fast, Payload::Converted(_)).then_some(fast);
-        (fast, slow)
-    }
-
-    fn batch(p: &Payload) -> arrow::array::RecordBatch {
-        convert(p, 0).remove(0).1
-    }
-
     #[test]
     fn reading_the_wire_gives_what_prost_decodes() {
-        let (fast, slow) = fast_and_prost(rich_request().encode_to_vec());
+        let (fast, slow) = direct_and_prost(Signal::Traces, rich_request().encode_to_vec());
         let fast = fast.expect("a valid request takes the direct path");
         assert_eq!(batch(&fast), batch(&slow));
         assert_eq!(fast.item_count(), 3);
@@ -348,7 +328,7 @@ mod tests {
         span.extend(framed(5, b"second"));
         let scope = framed(2, &span);
         body.extend(framed(1, &framed(2, &scope)));
-        let (fast, slow) = fast_and_prost(body);
+        let (fast, slow) = direct_and_prost(Signal::Traces, body);
         let fast = fast.expect("a valid request takes the direct path");
         let (fast, slow) = (batch(&fast), batch(&slow));
         assert_eq!(fast, slow);
@@ -380,7 +360,7 @@ mod tests {
             .encode_to_vec(),
         ));
         let body = framed(1, &framed(2, &framed(2, &span)));
-        let (fast, slow) = fast_and_prost(body);
+        let (fast, slow) = direct_and_prost(Signal::Traces, body);
         assert!(fast.is_none());
         let Payload::Traces(req) = &slow else {
             unreachable!()
