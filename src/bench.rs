@@ -1,7 +1,8 @@
 //! `sightline bench`: a whole-system ingest benchmark.
 //!
 //! Generates realistic OTLP traces (several services, trace trees, typical
-//! HTTP/RPC/DB attributes), starts `sightline run` on a scratch data dir
+//! HTTP/RPC/DB attributes) or, with `--signal logs`, one log record per
+//! span of them, starts `sightline run` on a scratch data dir
 //! (unless `--endpoint` points at a running server), sends them over gRPC at
 //! maximum rate, and reports acknowledged spans/s, server CPU seconds per
 //! million spans, peak server RSS, bytes on disk per span next to raw OTLP
@@ -15,11 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use collector::receive::grpc::RawCodec;
 use collector::schema::Table;
 use collector::self_metrics::SelfMetrics;
 use collector::storage::Storage;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -57,16 +59,78 @@ pub struct BenchArgs {
     /// generator thread encodes them, so it takes CPU from the server.
     #[arg(long)]
     pub fresh_ids: bool,
+    /// What to send: traces, or logs (one record per generated span, with
+    /// its attributes, ids and a message body).
+    #[arg(long, value_enum, default_value = "traces")]
+    pub signal: BenchSignal,
+}
+
+/// The signal `sightline bench` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchSignal {
+    /// `ExportTraceServiceRequest`s.
+    Traces,
+    /// `ExportLogsServiceRequest`s.
+    Logs,
+}
+
+impl BenchSignal {
+    /// One item, for the report.
+    fn item(self) -> &'static str {
+        match self {
+            BenchSignal::Traces => "span",
+            BenchSignal::Logs => "log record",
+        }
+    }
+
+    fn table(self) -> Table {
+        match self {
+            BenchSignal::Traces => Table::Spans,
+            BenchSignal::Logs => Table::Logs,
+        }
+    }
+
+    fn path(self) -> PathAndQuery {
+        PathAndQuery::from_static(match self {
+            BenchSignal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            BenchSignal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        })
+    }
+
+    /// The request body for one generated trace request.
+    fn encode(self, req: &ExportTraceServiceRequest) -> Vec<u8> {
+        match self {
+            BenchSignal::Traces => req.encode_to_vec(),
+            BenchSignal::Logs => workload::logs_of(req).encode_to_vec(),
+        }
+    }
+
+    /// Decodes a body with prost (the ceiling's work) and counts its items.
+    fn decode_count(self, body: &[u8]) -> u64 {
+        match self {
+            BenchSignal::Traces => workload::span_count(
+                &ExportTraceServiceRequest::decode(body).expect("generated payloads decode"),
+            ),
+            BenchSignal::Logs => {
+                let r = ExportLogsServiceRequest::decode(body).expect("generated payloads decode");
+                r.resource_logs
+                    .iter()
+                    .flat_map(|rl| &rl.scope_logs)
+                    .map(|sl| sl.log_records.len() as u64)
+                    .sum()
+            }
+        }
+    }
 }
 
 /// Figures of one run.
 #[derive(Debug, Default)]
 struct Report {
-    spans_acked: u64,
+    items_acked: u64,
     requests_refused: u64,
     elapsed: Duration,
-    decode_spans_per_sec: f64,
-    raw_bytes_per_span: f64,
+    decode_items_per_sec: f64,
+    raw_bytes_per_item: f64,
     server_cpu_secs: Option<f64>,
     server_peak_rss: Option<u64>,
     /// Parquet bytes and rows of the `spans` table.
@@ -79,12 +143,13 @@ struct Report {
 /// Runs the benchmark and prints the report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let pool = workload::request_pool(64, args.batch_size, args.services, 7);
-    let encoded: Vec<Vec<u8>> = pool.iter().map(|r| r.encode_to_vec()).collect();
+    let encoded: Vec<Vec<u8>> = pool.iter().map(|r| args.signal.encode(r)).collect();
     let spans_per_req = args.batch_size as f64;
-    let raw_bytes_per_span = encoded.iter().map(|b| b.len()).sum::<usize>() as f64
+    let raw_bytes_per_item = encoded.iter().map(|b| b.len()).sum::<usize>() as f64
         / (encoded.len() as f64 * spans_per_req);
-    let decode_spans_per_sec = decode_rate(&encoded);
-    eprintln!("decode-only ceiling: {decode_spans_per_sec:.0} spans/s (one core)");
+    let decode_items_per_sec = decode_rate(&encoded, args.signal);
+    let item = args.signal.item();
+    eprintln!("decode-only ceiling: {decode_items_per_sec:.0} {item}s/s (one core)");
 
     let scratch = std::env::temp_dir().join(format!("sightline-bench-{}", std::process::id()));
     let (endpoint, mut server) = match &args.endpoint {
@@ -97,11 +162,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let cpu_before = server.as_ref().and_then(|s| cpu_seconds(s.child.id()));
     let (acked, refused, elapsed) = send_load(&endpoint, &pool, &args).await?;
     let mut report = Report {
-        spans_acked: acked,
+        items_acked: acked,
         requests_refused: refused,
         elapsed,
-        decode_spans_per_sec,
-        raw_bytes_per_span,
+        decode_items_per_sec,
+        raw_bytes_per_item,
         ..Default::default()
     };
     if let Some(s) = server.as_mut() {
@@ -110,8 +175,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         report.server_cpu_secs = cpu_seconds(pid).zip(cpu_before).map(|(a, b)| a - b);
         s.stop()?;
         let totals = parquet_totals(&scratch.join("tables")).await?;
-        let spans = totals.iter().find(|t| t.0 == Table::Spans);
-        let (_, bytes, rows) = spans.copied().unwrap_or((Table::Spans, 0, 0));
+        let table = args.signal.table();
+        let items = totals.iter().find(|t| t.0 == table);
+        let (_, bytes, rows) = items.copied().unwrap_or((table, 0, 0));
         report.disk_bytes = Some(bytes);
         report.disk_rows = Some(rows);
         report.other_rows = Some(totals.iter().map(|t| t.2).sum::<u64>() - rows);
@@ -122,14 +188,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Single-threaded prost decoding of the same payloads: the ceiling.
-fn decode_rate(encoded: &[Vec<u8>]) -> f64 {
+fn decode_rate(encoded: &[Vec<u8>], signal: BenchSignal) -> f64 {
     let start = Instant::now();
     let mut spans = 0u64;
     while start.elapsed() < Duration::from_secs(2) {
         for b in encoded {
-            let r =
-                ExportTraceServiceRequest::decode(b.as_slice()).expect("generated payloads decode");
-            spans += workload::span_count(&r);
+            spans += signal.decode_count(b);
         }
     }
     spans as f64 / start.elapsed().as_secs_f64()
@@ -148,15 +212,14 @@ async fn send_load(
         .await
         .with_context(|| format!("cannot connect to {endpoint}"))?;
     let requests = Arc::new(match args.fresh_ids {
-        true => Requests::fresh(pool.to_vec()),
-        false => Requests::pool(pool),
+        true => Requests::fresh(pool.to_vec(), args.signal),
+        false => Requests::pool(pool, args.signal),
     });
     let acked = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + args.duration;
-    let path =
-        PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+    let path = args.signal.path();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
         let mut grpc = tonic::client::Grpc::new(channel.clone());
@@ -220,10 +283,10 @@ enum Requests {
 
 impl Requests {
     /// [`PREENCODED`] requests from `templates`, each with its own ids.
-    fn pool(templates: &[ExportTraceServiceRequest]) -> Requests {
+    fn pool(templates: &[ExportTraceServiceRequest], signal: BenchSignal) -> Requests {
         let mut rng = salts();
         let encoded = (0..PREENCODED)
-            .map(|i| encoded(&templates[i % templates.len()], &mut rng))
+            .map(|i| encoded(&templates[i % templates.len()], &mut rng, signal))
             .collect();
         Requests::Pool {
             encoded,
@@ -233,12 +296,15 @@ impl Requests {
 
     /// An endless supply from a generator thread, which ends when the
     /// receiving side is dropped.
-    fn fresh(templates: Vec<ExportTraceServiceRequest>) -> Requests {
+    fn fresh(templates: Vec<ExportTraceServiceRequest>, signal: BenchSignal) -> Requests {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         std::thread::spawn(move || {
             let mut rng = salts();
             for template in templates.iter().cycle() {
-                if tx.blocking_send(encoded(template, &mut rng)).is_err() {
+                if tx
+                    .blocking_send(encoded(template, &mut rng, signal))
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -264,11 +330,15 @@ fn salts() -> rand::rngs::StdRng {
     workload::rng(collector::ingest::now_nanos())
 }
 
-/// `template` with fresh ids and current times, encoded.
-fn encoded(template: &ExportTraceServiceRequest, rng: &mut rand::rngs::StdRng) -> (Bytes, u64) {
+/// `template` with fresh ids and current times, encoded as `signal`.
+fn encoded(
+    template: &ExportTraceServiceRequest,
+    rng: &mut rand::rngs::StdRng,
+    signal: BenchSignal,
+) -> (Bytes, u64) {
     let mut req = template.clone();
     workload::refresh(&mut req, rng);
-    (Bytes::from(req.encode_to_vec()), workload::span_count(&req))
+    (Bytes::from(signal.encode(&req)), workload::span_count(&req))
 }
 
 /// Requests encoded up front (each with its own ids): 1,024 × 512 spans
@@ -280,32 +350,34 @@ fn encoded(template: &ExportTraceServiceRequest, rng: &mut rand::rngs::StdRng) -
 const PREENCODED: usize = 1024;
 
 fn print_report(r: &Report, args: &BenchArgs) {
+    let item = args.signal.item();
+    let table = args.signal.table().name();
     let secs = r.elapsed.as_secs_f64();
-    let rate = r.spans_acked as f64 / secs;
+    let rate = r.items_acked as f64 / secs;
     println!("| figure | value |");
     println!("|---|---|");
     println!(
-        "| workload | {} spans/request, {} in flight, {} services, gzip {} |",
+        "| workload | {} {item}s/request, {} in flight, {} services, gzip {} |",
         args.batch_size, args.concurrency, args.services, args.gzip
     );
     println!(
-        "| spans acknowledged | {} in {:.1} s |",
-        r.spans_acked, secs
+        "| {item}s acknowledged | {} in {:.1} s |",
+        r.items_acked, secs
     );
-    println!("| acknowledged rate | {rate:.0} spans/s |");
+    println!("| acknowledged rate | {rate:.0} {item}s/s |");
     println!(
-        "| decode-only ceiling (prost, one core) | {:.0} spans/s |",
-        r.decode_spans_per_sec
+        "| decode-only ceiling (prost, one core) | {:.0} {item}s/s |",
+        r.decode_items_per_sec
     );
     println!(
         "| end to end / ceiling | {:.0}% |",
-        100.0 * rate / r.decode_spans_per_sec
+        100.0 * rate / r.decode_items_per_sec
     );
     println!("| requests refused (overload) | {} |", r.requests_refused);
     if let Some(cpu) = r.server_cpu_secs {
         println!(
-            "| server CPU per million spans | {:.2} s |",
-            cpu / (r.spans_acked as f64 / 1e6)
+            "| server CPU per million {item}s | {:.2} s |",
+            cpu / (r.items_acked as f64 / 1e6)
         );
     }
     if let Some(rss) = r.server_peak_rss {
@@ -316,24 +388,24 @@ fn print_report(r: &Report, args: &BenchArgs) {
         );
     }
     println!(
-        "| raw OTLP protobuf | {:.1} bytes/span |",
-        r.raw_bytes_per_span
+        "| raw OTLP protobuf | {:.1} bytes/{item} |",
+        r.raw_bytes_per_item
     );
     if let (Some(b), Some(rows)) = (r.disk_bytes, r.disk_rows) {
         let per = b as f64 / rows.max(1) as f64;
         println!(
-            "| Parquet on disk (`spans`) | {per:.1} bytes/span ({rows} rows, {:.1}x smaller than OTLP) |",
-            r.raw_bytes_per_span / per
+            "| Parquet on disk (`{table}`) | {per:.1} bytes/{item} ({rows} rows, {:.1}x smaller than OTLP) |",
+            r.raw_bytes_per_item / per
         );
-        // Every acknowledged span stored once: a difference is a bug.
-        let check = match rows.cmp(&r.spans_acked) {
+        // Every acknowledged item stored once: a difference is a bug.
+        let check = match rows.cmp(&r.items_acked) {
             std::cmp::Ordering::Equal => "equal".to_string(),
             std::cmp::Ordering::Greater => {
-                format!("{} more on disk (stored twice?)", rows - r.spans_acked)
+                format!("{} more on disk (stored twice?)", rows - r.items_acked)
             }
-            std::cmp::Ordering::Less => format!("{} missing", r.spans_acked - rows),
+            std::cmp::Ordering::Less => format!("{} missing", r.items_acked - rows),
         };
-        println!("| span rows on disk vs acknowledged | {check} |");
+        println!("| {item} rows on disk vs acknowledged | {check} |");
     }
     if let Some(n) = r.other_rows {
         println!("| the node's own rows (self-metrics, profiles) | {n} |");
@@ -458,16 +530,37 @@ mod tests {
         let templates = workload::request_pool(4, 8, 2, 7);
         // Each call is a send by some worker: the whole pool goes out once
         // before any request is sent again.
-        let pool = Requests::pool(&templates);
+        let pool = Requests::pool(&templates, BenchSignal::Traces);
         let mut seen = HashSet::new();
         for _ in 0..PREENCODED {
             assert!(seen.insert(pool.next().await.unwrap().0));
         }
         assert!(!seen.insert(pool.next().await.unwrap().0));
-        let fresh = Requests::fresh(templates);
+        let fresh = Requests::fresh(templates, BenchSignal::Traces);
         let mut seen = HashSet::new();
         for _ in 0..2 * PREENCODED {
             assert!(seen.insert(fresh.next().await.unwrap().0));
+        }
+    }
+
+    #[test]
+    fn logs_carry_one_record_per_span_with_its_ids_and_context() {
+        let req = &workload::request_pool(1, 64, 3, 7)[0];
+        let body = BenchSignal::Logs.encode(req);
+        assert_eq!(BenchSignal::Logs.decode_count(&body), 64);
+        let logs = ExportLogsServiceRequest::decode(&body[..]).unwrap();
+        for (rl, rs) in logs.resource_logs.iter().zip(&req.resource_spans) {
+            assert_eq!(rl.resource, rs.resource);
+            let spans = rs.scope_spans.iter().flat_map(|ss| &ss.spans);
+            let records = rl.scope_logs.iter().flat_map(|sl| &sl.log_records);
+            for (rec, span) in records.zip(spans) {
+                assert_eq!(
+                    (&rec.trace_id, &rec.span_id),
+                    (&span.trace_id, &span.span_id)
+                );
+                assert_eq!(rec.time_unix_nano, span.start_time_unix_nano);
+                assert_eq!(rec.attributes, span.attributes);
+            }
         }
     }
 }

@@ -1,9 +1,12 @@
 //! Realistic trace workload: each trace is a tree of spans across services
 //! (an HTTP entry point, internal work, RPC calls and database queries) with
-//! the attributes real instrumentation libraries set.
+//! the attributes real instrumentation libraries set; and the log records
+//! written while serving them.
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
@@ -291,4 +294,56 @@ pub fn span_count(req: &ExportTraceServiceRequest) -> u64 {
         .flat_map(|rs| &rs.scope_spans)
         .map(|ss| ss.spans.len() as u64)
         .sum()
+}
+
+/// The log records an application would write while serving `req`'s
+/// spans: one per span, in its resource and scope, at the span's start,
+/// with its ids and attributes, a message body, and `ERROR` for failed
+/// spans.
+pub fn logs_of(req: &ExportTraceServiceRequest) -> ExportLogsServiceRequest {
+    let record = |span: &Span| {
+        let failed = span
+            .status
+            .as_ref()
+            .is_some_and(|s| s.code == StatusCode::Error as i32);
+        let took_ms = span
+            .end_time_unix_nano
+            .saturating_sub(span.start_time_unix_nano)
+            / 1_000_000;
+        LogRecord {
+            time_unix_nano: span.start_time_unix_nano,
+            observed_time_unix_nano: span.end_time_unix_nano,
+            severity_number: if failed { 17 } else { 9 },
+            severity_text: if failed { "ERROR" } else { "INFO" }.into(),
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(format!(
+                    "{} finished in {took_ms} ms",
+                    span.name
+                ))),
+            }),
+            attributes: span.attributes.clone(),
+            flags: 1,
+            trace_id: span.trace_id.clone(),
+            span_id: span.span_id.clone(),
+            ..Default::default()
+        }
+    };
+    let resource_logs = req
+        .resource_spans
+        .iter()
+        .map(|rs| ResourceLogs {
+            resource: rs.resource.clone(),
+            scope_logs: rs
+                .scope_spans
+                .iter()
+                .map(|ss| ScopeLogs {
+                    scope: ss.scope.clone(),
+                    log_records: ss.spans.iter().map(record).collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    ExportLogsServiceRequest { resource_logs }
 }
