@@ -133,7 +133,7 @@ struct Report {
     raw_bytes_per_item: f64,
     server_cpu_secs: Option<f64>,
     server_peak_rss: Option<u64>,
-    /// Parquet bytes and rows of the `spans` table.
+    /// Parquet bytes and rows of the signal's own table (`spans` or `logs`).
     disk_bytes: Option<u64>,
     disk_rows: Option<u64>,
     /// Rows of the node's own tables (self-metrics, profile samples).

@@ -159,12 +159,15 @@ pub fn read_any_value(buf: &[u8]) -> Result<Option<Value<'_>>, Unusual> {
 
 /// Reads the envelopes of an encoded export request of any signal (field 1
 /// of the request: `Resource*`, each holding `Scope*` messages) and calls
-/// `group` once per scope with its context, its items' bytes, and the
-/// encoded length of the context each of those items will carry.
+/// `group` once per scope that holds items, with its context and its
+/// items' bytes. Returns the encoded bytes of context the items carry in
+/// all (each item gets its own copy of its resource and scope), which the
+/// caller checks against the request's context limit.
 pub fn for_each_group<'a>(
     body: &'a [u8],
-    mut group: impl FnMut(&Group<'_, KvView<'a>>, &[&'a [u8]], usize) -> Result<(), Unusual>,
-) -> Result<(), Unusual> {
+    mut group: impl FnMut(&Group<'_, KvView<'a>>, &[&'a [u8]]) -> Result<(), Unusual>,
+) -> Result<u64, Unusual> {
+    let mut context_bytes = 0u64;
     let (mut scopes, mut items) = (Vec::new(), Vec::new());
     let (mut resource_attributes, mut scope_attributes) = (Vec::new(), Vec::new());
     Fields::new(body).for_each(|tag, f| {
@@ -195,14 +198,19 @@ pub fn for_each_group<'a>(
                 scope_dropped: sc.dropped,
                 scope_schema_url,
             };
+            if items.is_empty() {
+                continue;
+            }
             let len = resource_len + scope.map_or(0, <[u8]>::len) + scope_schema_url.len();
-            group(&g, &items, len)?;
+            context_bytes = context_bytes.saturating_add(copies(len, items.len()));
+            group(&g, &items)?;
         }
         Ok(())
-    })
+    })?;
+    Ok(context_bytes)
 }
 
 /// `bytes` copied to each of `items` items, saturating.
-pub fn copies(bytes: usize, items: usize) -> u64 {
+fn copies(bytes: usize, items: usize) -> u64 {
     (bytes as u64).saturating_mul(items as u64)
 }

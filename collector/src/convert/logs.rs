@@ -12,7 +12,7 @@ use super::columns::{
     AnyValueBuilder, AttributesBuilder, Column, ColumnsExt, Context, ContextBuilder, IdBuilder,
     append_opt_str, append_time, timestamp_builder,
 };
-use super::context_wire::{KvView, copies, for_each_group};
+use super::context_wire::{KvView, for_each_group};
 use super::logs_wire::{LogView, read_log};
 use super::wire::Unusual;
 
@@ -96,13 +96,8 @@ impl LogsBuilder {
     pub fn append_encoded(&mut self, body: &[u8]) -> Result<Appended, Unusual> {
         let mut attrs = Vec::new();
         let mut out = Appended::default();
-        for_each_group(body, |group, records, context_len| {
-            out.context_bytes = out
-                .context_bytes
-                .saturating_add(copies(context_len, records.len()));
-            if !records.is_empty() {
-                self.context.start_group(group);
-            }
+        out.context_bytes = for_each_group(body, |group, records| {
+            self.context.start_group(group);
             for rec in records {
                 let v = read_log(rec, &mut attrs)?;
                 out.invalid |= !v.storable();

@@ -17,7 +17,7 @@ use super::columns::{
     append_opt_str, append_time, attributes_type, field, list_of_structs, nanos_i64,
     timestamp_builder, timestamp_type,
 };
-use super::context_wire::{KvView, copies, for_each_group};
+use super::context_wire::{KvView, for_each_group};
 use super::spans_wire::{EventView, LinkView, Scratch, SpanView};
 use super::wire::Unusual;
 use crate::schema::PROMOTED_SPAN_KEYS;
@@ -89,13 +89,8 @@ impl SpansBuilder {
     pub fn append_encoded(&mut self, body: &[u8]) -> Result<Appended, Unusual> {
         let mut s = Scratch::default();
         let mut out = Appended::default();
-        for_each_group(body, |group, spans, context_len| {
-            out.context_bytes = out
-                .context_bytes
-                .saturating_add(copies(context_len, spans.len()));
-            if !spans.is_empty() {
-                self.context.start_group(group);
-            }
+        out.context_bytes = for_each_group(body, |group, spans| {
+            self.context.start_group(group);
             for span in spans {
                 let v = s.read_span(span)?;
                 out.invalid |= !v.ids_valid(&s.links);
