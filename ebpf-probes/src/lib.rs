@@ -17,6 +17,7 @@
 
 pub mod attach;
 pub mod cgroup;
+pub mod elf;
 pub mod histogram;
 pub mod names;
 pub mod process;

@@ -8,11 +8,13 @@
 //! not move while the machine is up.
 //!
 //! Names come from ELF symbol tables and `/proc/kallsyms` first, DWARF only
-//! for stripped binaries (whose symbol table names none of the addresses;
-//! their debug links are followed): a flame graph shows functions, not lines, and reading DWARF of a
-//! large binary costs hundreds of MiB (measured: 200 MiB of Sightline's own
-//! debug build mapped in to name its frames). Inlined functions show as
-//! their caller, as in `perf report` without `--inline`.
+//! for stripped binaries (no `.symtab`, checked once per binary by
+//! [`crate::elf::has_symbol_table`]; their debug links are followed): a
+//! flame graph shows functions, not lines, and reading DWARF of a large
+//! binary costs hundreds of MiB (measured: 200 MiB of Sightline's own
+//! binary made resident to name a few addresses its symbol table did not
+//! cover, which put the process over its memory budget). Inlined functions
+//! show as their caller, as in `perf report` without `--inline`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -54,6 +56,8 @@ pub struct Symbols {
     /// (build id, or the path when the binary has none; file offset) → name.
     user: HashMap<(Arc<[u8]>, u64), Arc<str>>,
     kernel: HashMap<u64, Arc<str>>,
+    /// Binary (build id, or path) → whether it was stripped of `.symtab`.
+    stripped: HashMap<Arc<[u8]>, bool>,
     /// Counts since start.
     pub stats: CacheStats,
 }
@@ -104,6 +108,7 @@ impl Default for Symbols {
             binaries: Binaries::new(),
             user: HashMap::new(),
             kernel: HashMap::new(),
+            stripped: HashMap::new(),
             stats: CacheStats::default(),
         }
     }
@@ -160,11 +165,12 @@ impl Symbols {
             let mut source = Elf::new(&path);
             source.debug_syms = false;
             let mut found = self.lookup(&Source::Elf(source), Input::FileOffset(&offsets));
-            if found.iter().all(Option::is_none) {
-                // Nothing named: a stripped binary. DWARF, from the binary or
-                // its debug link (e.g. a Debian -dbgsym package). Not for a
-                // few unnamed addresses of a binary with symbols (PLT stubs,
-                // hand-written assembly): that would load its whole DWARF.
+            if found.iter().any(Option::is_none) && is_stripped(&mut self.stripped, &key, &path) {
+                // A stripped binary: its dynamic symbols name only exported
+                // functions. DWARF, from the binary or its debug link (e.g. a
+                // Debian -dbgsym package). Never for a binary with a symbol
+                // table, whose unnamed addresses are PLT stubs or assembly:
+                // that would load its whole DWARF for nothing.
                 let unnamed: Vec<u64> = offsets
                     .iter()
                     .zip(&found)
@@ -248,6 +254,22 @@ impl Symbols {
             }
         }
     }
+}
+
+/// Whether binary `key`, readable at `path`, has no `.symtab`, remembered in
+/// `known` (an unreadable one counts as having one: DWARF is never read on a
+/// guess).
+fn is_stripped(
+    known: &mut HashMap<Arc<[u8]>, bool>,
+    key: &Arc<[u8]>,
+    path: &std::path::Path,
+) -> bool {
+    if known.len() > MAX_OPEN_BINARIES * 16 {
+        known.clear();
+    }
+    *known
+        .entry(key.clone())
+        .or_insert_with(|| !crate::elf::has_symbol_table(path).unwrap_or(true))
 }
 
 fn binary_key(elf: &blazesym::normalize::Elf<'_>) -> Arc<[u8]> {
