@@ -65,82 +65,6 @@ pub fn purge_soon() {
     }
 }
 
-/// Bytes mimalloc has committed from the operating system: live data plus
-/// freed memory not yet purged. Next to `process_resident_memory_bytes` and
-/// `sightline_memory_used_bytes` it tells whether a resident size above the
-/// counted data is the allocator's (committed) or something else's (mapped
-/// files, stacks).
-pub fn committed_bytes() -> u64 {
-    let mut fields = [0usize; 8];
-    let [
-        elapsed,
-        user,
-        system,
-        rss,
-        peak_rss,
-        commit,
-        peak_commit,
-        faults,
-    ] = &mut fields;
-    // SAFETY: every pointer is to a live, writable usize.
-    unsafe {
-        libmimalloc_sys::mi_process_info(
-            elapsed,
-            user,
-            system,
-            rss,
-            peak_rss,
-            commit,
-            peak_commit,
-            faults,
-        )
-    };
-    fields[5] as u64
-}
-
-/// Exports [`committed_bytes`] as `sightline_allocator_committed_bytes`,
-/// read at each scrape.
-pub struct CommittedCollector {
-    desc: prometheus::core::Desc,
-}
-
-impl CommittedCollector {
-    /// The collector, to register once.
-    pub fn new() -> Self {
-        let desc = prometheus::core::Desc::new(
-            "sightline_allocator_committed_bytes".into(),
-            "Bytes the allocator holds from the operating system (live and freed-but-not-purged)"
-                .into(),
-            vec![],
-            Default::default(),
-        )
-        .expect("a valid metric description");
-        CommittedCollector { desc }
-    }
-}
-
-impl Default for CommittedCollector {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl prometheus::core::Collector for CommittedCollector {
-    fn desc(&self) -> Vec<&prometheus::core::Desc> {
-        vec![&self.desc]
-    }
-
-    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
-        let gauge = prometheus::IntGauge::with_opts(prometheus::Opts::new(
-            "sightline_allocator_committed_bytes",
-            self.desc.help.clone(),
-        ))
-        .expect("valid gauge options");
-        gauge.set(committed_bytes() as i64);
-        prometheus::core::Collector::collect(&gauge)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,17 +105,5 @@ mod tests {
             )
         };
         assert_eq!((allowed, disabled), (0, 1));
-    }
-
-    #[test]
-    fn committed_bytes_grow_with_live_allocations() {
-        let before = committed_bytes();
-        let block = vec![1u8; 64 << 20];
-        let during = committed_bytes();
-        assert!(
-            during >= before + (48 << 20),
-            "64 MiB live: {before} -> {during}"
-        );
-        drop(block);
     }
 }

@@ -63,9 +63,21 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// How long an idle blocking-pool thread lives (tokio's default: 10 s).
+///
+/// Conversions and flushes run on blocking threads; the batches they build
+/// are freed later by other threads, and mimalloc hands such memory back only
+/// when the thread that allocated it runs the allocator again or exits. While
+/// admission refused load, idle conversion threads so held up to ~400 MiB of
+/// freed pages with ~50 MiB of live data, and the resident size passed the
+/// memory budget (docs/benchmarks.md, "Session 16"). A thread that exits
+/// gives its pages back; starting one again costs tens of microseconds.
+const BLOCKING_THREAD_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_millis(250);
+
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE)
         .build()?;
     match cli.command {
         Command::Run(args) => {

@@ -70,12 +70,6 @@ fn slo_evaluator(config: &Config, engine: &query::QueryEngine) -> alerts::Evalua
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let signals = termination();
     let metrics = SelfMetrics::new();
-    if let Err(e) = metrics
-        .registry()
-        .register(Box::new(crate::allocator::CommittedCollector::new()))
-    {
-        tracing::warn!(error = %e, "cannot export the allocator's committed bytes");
-    }
     // Bind everything first so a taken port fails the start at once.
     let api = bind(config.http.addr, "the HTTP API").await?;
     let otlp_grpc = bind(config.otlp.grpc_addr, "OTLP/gRPC").await?;
