@@ -11,6 +11,8 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 need_apt=()
 command -v cc >/dev/null || need_apt+=(build-essential)
+# objcopy: a probes test strips a copy of itself (ebpf-probes/src/elf.rs).
+command -v objcopy >/dev/null || need_apt+=(binutils)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
 command -v curl >/dev/null || need_apt+=(curl)
